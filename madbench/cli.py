@@ -1,0 +1,107 @@
+"""Console entry points. Thin: compose the config, call ``run.main``, report."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from madbench.errors import MadbenchError
+
+log = logging.getLogger("madbench")
+
+# our configs/hydra/launcher/*.yaml shadow the plugins' on purpose; Hydra's schema-matching
+# deprecation warning about it is noise for users
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema",
+                        category=UserWarning)
+
+# configs/ sits beside the package (editable installs and source checkouts)
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+def _hydra_main(cfg: DictConfig):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from madbench import run
+    from madbench.tracking.callbacks import check_objective
+    from madbench.tracking.summary import print_summary
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        metric = check_objective(cfg)  # a search objective on test labels is refused up front
+        df = run.main(cfg, run_dir)
+    except MadbenchError as e:
+        msg = f"madbench: error: {e}"
+        if multirun:  # recorded as a failed row; the sweep goes on
+            log.error("%s (run dir %s)", msg, run_dir)
+            return None  # a sweeper records a failed trial (NaN would crash the Optuna sweeper)
+        print(msg, file=sys.stderr)
+        sys.exit(1)
+    except Exception:
+        if multirun:
+            log.exception("job failed (run dir %s)", run_dir)
+            return None
+        raise
+    print_summary(df, run_dir)
+    return _objective_value(run_dir, metric) if metric else None
+
+
+def _objective_value(run_dir: Path, metric: str) -> float | None:
+    """``val_loss``: the mean over entities of the best validation loss, from this job's
+    ``train_log.csv`` (or the earlier run's, when skip_done skipped the job). None when it
+    is not finite, which a sweeper records as a failed trial."""
+    import json
+    import math
+
+    import pandas as pd
+
+    from madbench.run import Job
+
+    src = run_dir
+    if (run_dir / "skipped.json").exists():
+        src = Path(json.loads((run_dir / "skipped.json").read_text())["done_in"])
+    try:
+        value = Job.mean_best_val_loss(pd.read_csv(src / "train_log.csv"))
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def main() -> None:
+    _hydra_main()
+
+
+def collect(argv=None) -> None:
+    """madbench-collect OUTPUTS_DIR [--out FILE]"""
+    from madbench.tracking.collect import collect as _collect
+
+    ap = argparse.ArgumentParser(prog="madbench-collect", description="Merge run dirs into one CSV (dedup by config_hash, entity, protocol; newest ok wins).")
+    ap.add_argument("root", type=Path, help="an outputs/ or sweep directory")
+    ap.add_argument("--out", type=Path, default=None, help="output CSV (default ROOT/collected.csv)")
+    a = ap.parse_args(argv)
+    if not a.root.is_dir():
+        print(f"madbench-collect: error: {a.root} is not a directory", file=sys.stderr)
+        sys.exit(2)
+    df, out = _collect(a.root, a.out)
+    n_runs = df["run_id"].nunique() if len(df) else 0
+    failed = int((df.groupby("run_id")["status"].first() != "ok").sum()) if len(df) else 0
+    print(f"collected {len(df)} rows from {n_runs} runs ({failed} failed) -> {out}")
+
+
+def evaluate(argv=None) -> None:
+    """madbench-eval RUN_DIR [protocol=...] : recompute metrics from scores.npz."""
+    from madbench.evaluate import main as _eval
+
+    try:
+        _eval(sys.argv[1:] if argv is None else argv)
+    except MadbenchError as e:
+        print(f"madbench-eval: error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,26 @@
+"""What the score stage hands to the scoring and protocol stages."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class SeriesScores:
+    """Scores of one series (an entity's train or test split).
+
+    ``step`` [T]: per-timestamp score, NaN where no window scores the step (never 0).
+    ``residuals`` [T, S]: signed per-sensor residuals (y - y_hat), NaN likewise; None when
+    the objective has none. ``window`` [N] + ``window_start`` [N]: window-level scores
+    (mean of the window's step scores), used only by the ``madcluster`` protocol.
+    """
+
+    step: np.ndarray
+    residuals: np.ndarray | None
+    window: np.ndarray
+    window_start: np.ndarray
+
+    @property
+    def scored(self) -> np.ndarray:
+        return np.isfinite(self.step)

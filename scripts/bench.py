@@ -1,0 +1,33 @@
+#!/usr/bin/env python
+"""madbench benchmarks: speed and memory as ratios against the reference, in one run.
+
+    python scripts/bench.py metrics [--sizes ...]      # madbench.metrics vs vus
+    python scripts/bench.py m2ad [--reference-m2ad P]  # M2AD scoring vs the reference approach
+    python scripts/bench.py memory [--root DIR]        # peak RSS of a pooled SMD run
+    python scripts/bench.py all                        # metrics + m2ad
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SUITES = {"metrics": "bench_metrics", "m2ad": "bench_m2ad", "memory": "bench_memory"}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in (*SUITES, "all"):
+        print(__doc__)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    which, rest = argv[0], argv[1:]
+    for name in (["metrics", "m2ad"] if which == "all" else [which]):
+        mod = importlib.import_module(SUITES[name])
+        mod.main(rest if which != "all" else [])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

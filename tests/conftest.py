@@ -1,0 +1,29 @@
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+SHARED_DATA = (ROOT / ".." / "shared" / "datasets").resolve()
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+# A job small enough for a test: 2 systems x 400/400 steps, window 20, 2 epochs.
+TINY = [
+    "dataset.n_systems=2", "dataset.train_len=400", "dataset.test_len=400", "dataset.window=20",
+    "trainer.epochs=2", "trainer.batch_size=64", "trainer.progress=false",
+    "backbone.model.hidden=16",
+]
+
+
+def compose_cfg(overrides=(), tiny=True):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose("config", overrides=(TINY if tiny else []) + list(overrides))
+
+
+@pytest.fixture
+def cfg_factory():
+    return compose_cfg

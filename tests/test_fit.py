@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from madbench.data.windows import Windows, WindowSpec
+from madbench.errors import ConfigError, TrainingError
+from madbench.fit import Trainer, resolve_device
+from madbench.models.base import BackboneOutput
+from madbench.objectives.forecast import ForecastObjective
+from madbench.objectives.reconstruct import ReconstructObjective
+
+
+class Zero(nn.Module):
+    """Predicts 0 for every target, so every residual equals the target itself."""
+
+    def __init__(self, n_out, horizon):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.n_out, self.horizon = n_out, horizon
+
+    def forward(self, x):
+        B, L, _ = x.shape
+        z = torch.zeros(B, self.horizon or L, self.n_out) * self.w
+        return BackboneOutput(embedding=x, forecast=z if self.horizon else None,
+                              reconstruction=None if self.horizon else z)
+
+
+def data(T=60, D=3, seed=0):
+    return np.random.default_rng(seed).normal(size=(T, D)).astype(np.float32)
+
+
+@pytest.mark.parametrize("objective,horizon", [(ForecastObjective(), 1), (ReconstructObjective(), 0)])
+def test_scores_are_placed_on_the_timestamps_they_describe(objective, horizon):
+    x = data()
+    sensors = np.array([0, 2])
+    spec = WindowSpec(window=10, horizon=horizon)
+    tr = Trainer(epochs=0, device="cpu", progress=False, eval_batch_size=7)
+    (out,) = tr.score(Zero(2, horizon), objective, Windows(x, spec), np.arange(3), sensors)
+    expected = (x[:, sensors] ** 2).mean(1)
+    if horizon:
+        # a forecast describes its target step: the first `window` steps have no score
+        assert np.isnan(out.step[:10]).all()
+        np.testing.assert_allclose(out.step[10:], expected[10:], rtol=1e-6)
+        np.testing.assert_allclose(out.residuals[10:], x[10:, sensors], rtol=1e-6)
+    else:
+        # a reconstruction covers every step; averaged over the windows that cover it
+        np.testing.assert_allclose(out.step, expected, rtol=1e-6)
+    assert len(out.window) == len(out.window_start) == len(Windows(x, spec))
+
+
+def test_unscored_steps_stay_missing_with_stride():
+    x = data(T=23)
+    spec = WindowSpec(window=5, stride=5)  # windows at 0,5,10,15 cover 0..19
+    (out,) = Trainer(epochs=0, device="cpu", progress=False).score(
+        Zero(3, 0), ReconstructObjective(), Windows(x, spec), np.arange(3), np.arange(3))
+    assert np.isfinite(out.step[:20]).all() and np.isnan(out.step[20:]).all()
+
+
+def test_non_finite_loss_is_a_training_error():
+    from madbench.models.lstm import LSTMForecaster
+
+    x = data(T=80)
+    tr = Trainer(epochs=1, batch_size=16, device="cpu", progress=False, inject_nan_loss=True)
+    with pytest.raises(TrainingError, match="non-finite training loss"):
+        tr.fit(LSTMForecaster(3, 3, 10, hidden=8), ForecastObjective(), Windows(x, WindowSpec(10, horizon=1)),
+               np.arange(3), np.arange(3))
+
+
+def test_training_reduces_loss():
+    from madbench.models.lstm import LSTMForecaster
+
+    t = np.arange(300, dtype=np.float32)
+    x = np.stack([np.sin(t / 8), np.cos(t / 8)], 1)
+    torch.manual_seed(0)
+    tr = Trainer(epochs=3, batch_size=32, patience=5, device="cpu", progress=False,
+                 optimizer=lambda params: torch.optim.Adam(params, lr=1e-2))
+    hist = tr.fit(LSTMForecaster(2, 2, 10, hidden=8), ForecastObjective(), Windows(x, WindowSpec(10, horizon=1)),
+                  np.arange(2), np.arange(2))
+    assert len(hist) == 3
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert all(np.isfinite(h["val_loss"]) for h in hist)
+
+
+def test_early_stopping_after_patience_epochs_without_improvement():
+    x = data(T=80)
+    # lr = 0: the validation loss never improves after the first epoch
+    tr = Trainer(epochs=20, batch_size=16, patience=3, device="cpu", progress=False,
+                 optimizer=lambda params: torch.optim.SGD(params, lr=0.0))
+    hist = tr.fit(Zero(3, 1), ForecastObjective(), Windows(x, WindowSpec(10, horizon=1)), np.arange(3), np.arange(3))
+    assert len(hist) == 1 + 3
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda:7x", "tpu"])
+def test_unknown_device_is_a_config_error(name):
+    with pytest.raises(ConfigError, match="trainer.device"):
+        resolve_device(name)
+
+
+def test_auto_device():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
