@@ -1,0 +1,171 @@
+"""`madbench-data` check / prepare / synth."""
+
+import shutil
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from madbench.data import check
+from madbench.data.entity import Entity
+
+from .conftest import write_merged, write_nasa, write_psm, write_smd
+
+
+def _run(capsys, *argv):
+    rc = check.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_check_ok_prints_table(capsys, data_dir):
+    rc, out, err = _run(capsys, "check", "--dataset", "msl", "--root", str(data_dir / "NASA"))
+    assert rc == 0 and "C-1" in out and "M-6" in out and "msl: 2 entities, 3 events" in out
+    # the data dir above the dataset folder works too
+    rc, out, _ = _run(capsys, "check", "--dataset", "smd", "--root", str(data_dir), "--window", "100")
+    assert rc == 0 and "machine-1-10" in out
+
+
+def test_check_failure_is_one_line_no_traceback(capsys, data_dir):
+    (data_dir / "SMD" / "test_label" / "machine-2-1.txt").write_text("0\n1\n")
+    rc, out, err = _run(capsys, "check", "--dataset", "smd", "--root", str(data_dir))
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith("error: ") and "test_label/machine-2-1.txt" in lines[0] and "expected 150" in lines[0]
+
+
+def test_check_window_too_long(capsys, data_dir):
+    rc, _, err = _run(capsys, "check", "--dataset", "psm", "--root", str(data_dir), "--window", "500")
+    assert rc == 1 and "PSM/train.csv" in err and "at least 500" in err
+
+
+def test_check_warns_about_p2(capsys, data_dir):
+    rc, out, err = _run(capsys, "check", "--dataset", "smap", "--root", str(data_dir), "--entities", "P-2,A-1")
+    assert rc == 0 and "warning:" in err and "P-2" in out
+
+
+def test_prepare_nasa(capsys, tmp_path):
+    raw = tmp_path / "raw"
+    write_nasa(raw / "telemanom" / "data")  # data/{train,test}, CSV beside them
+    shutil.move(raw / "telemanom" / "data" / "labeled_anomalies.csv", raw / "labeled_anomalies.csv")
+    out = tmp_path / "datasets" / "NASA"
+    rc, text, _ = _run(capsys, "prepare", "--dataset", "msl", "--raw", str(raw), "--out", str(out))
+    assert rc == 0 and (out / "train" / "C-1.npy").is_file() and (out / "labeled_anomalies.csv").is_file()
+    assert "msl: 2 entities" in text
+
+
+def test_prepare_smd_symlink(capsys, tmp_path):
+    raw = tmp_path / "OmniAnomaly"
+    write_smd(raw / "ServerMachineDataset")
+    out = tmp_path / "SMD"
+    rc, text, _ = _run(capsys, "prepare", "--dataset", "smd", "--raw", str(raw), "--out", str(out), "--symlink")
+    assert rc == 0 and (out / "test" / "machine-1-10.txt.gz").is_symlink()
+    assert (out / "interpretation_label" / "machine-1-2.txt").exists() and "smd: 3 entities" in text
+
+
+def test_prepare_psm_and_merged(capsys, tmp_path):
+    write_psm(tmp_path / "raw" / "PSM")
+    rc, _, _ = _run(capsys, "prepare", "--dataset", "psm", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "P"))
+    assert rc == 0 and (tmp_path / "P" / "test_label.csv").is_file()
+    write_merged(tmp_path / "raw2" / "dataset" / "SMAP", "SMAP", 25)
+    rc, _, _ = _run(
+        capsys, "prepare", "--dataset", "smap_merged", "--raw", str(tmp_path / "raw2"), "--out", str(tmp_path / "S")
+    )
+    assert rc == 0 and (tmp_path / "S" / "SMAP_test_label.npy").is_file()
+
+
+def test_prepare_missing_pieces(capsys, tmp_path):
+    (tmp_path / "raw").mkdir()
+    rc, _, err = _run(
+        capsys, "prepare", "--dataset", "msl", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "o")
+    )
+    assert rc == 1 and "labeled_anomalies.csv" in err and "expected" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = _run(
+        capsys, "prepare", "--dataset", "psm", "--raw", str(tmp_path / "nope"), "--out", str(tmp_path / "o")
+    )
+    assert rc == 1 and "nope" in err
+
+
+def _fake_synthetic(**kw):
+    rng = np.random.default_rng(kw["seed"])
+    out = []
+    for k in range(kw["n_systems"]):
+        cols = [f"s{i}" for i in range(kw["n_sensors"])] + [f"c{i}" for i in range(kw["n_covariates"])]
+        y = np.zeros(kw["test_len"])
+        y[150:160] = 1
+        out.append(
+            Entity(
+                name=f"sys{k}",
+                system=f"sys{k}",
+                train=rng.normal(size=(kw["train_len"], len(cols))),
+                test=rng.normal(size=(kw["test_len"], len(cols))),
+                labels=y,
+                columns=cols,
+                sensors=cols[: kw["n_sensors"]],
+                covariates=cols[kw["n_sensors"] :],
+                meta={
+                    "events": [{"start": 150, "end": 159, "kind": "spike", "sensors": ["s0"]}],
+                    "groups": {"g0": {"weight": 1.0, "sensors": cols[: kw["n_sensors"]]}},
+                },
+            )
+        )
+    return out
+
+
+def test_synth_with_a_fake_generator(capsys, tmp_path, monkeypatch):
+    fake = types.ModuleType("madbench.data.synthetic")
+    fake.load = _fake_synthetic
+    monkeypatch.setitem(sys.modules, "madbench.data.synthetic", fake)
+    import madbench.data as pkg
+
+    monkeypatch.setattr(pkg, "synthetic", fake, raising=False)
+    rc, out, _ = _run(
+        capsys,
+        "synth",
+        "--out",
+        str(tmp_path / "ms"),
+        "--systems",
+        "3",
+        "--sensors",
+        "2",
+        "--covariates",
+        "1",
+        "--train-len",
+        "200",
+        "--test-len",
+        "300",
+        "--seed",
+        "4",
+    )
+    assert rc == 0 and (tmp_path / "ms" / "systems" / "sys2" / "test.csv").is_file()
+    assert "multisystem: 3 entities, 3 events" in out
+
+
+def test_synth_with_the_real_generator(capsys, tmp_path):
+    pytest.importorskip("madbench.data.synthetic")
+    rc, out, err = _run(
+        capsys,
+        "synth",
+        "--out",
+        str(tmp_path / "ms"),
+        "--systems",
+        "2",
+        "--sensors",
+        "3",
+        "--covariates",
+        "1",
+        "--train-len",
+        "300",
+        "--test-len",
+        "400",
+    )
+    assert rc == 0, err
+    assert "multisystem: 2 entities" in out
+
+
+def test_console_script_is_declared():
+    from importlib.metadata import entry_points
+
+    eps = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert eps.get("madbench-data") == "madbench.data.check:main"
