@@ -1,0 +1,118 @@
+"""scoring=m2ad inside real jobs: model-agnostic use, reference vs corrected mode, bad input."""
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import open_dict
+from sklearn.preprocessing import MinMaxScaler
+
+from madbench import protocols as P
+from madbench import run
+from madbench.config import validate
+from madbench.data.preprocess import Preprocessor
+from madbench.errors import ConfigError, DataError
+from madbench.scoring.base import SeriesScores
+from madbench.scoring.scorers import M2ADScoring
+from tests.conftest import compose_cfg
+
+
+def series(res):
+    return SeriesScores(step=np.nanmean(res ** 2, 1), residuals=res, window=np.zeros(0), window_start=np.zeros(0, int))
+
+
+def test_m2ad_on_lstm_autoencoder_writes_anomalies_and_sensor_pvalues(tmp_path):
+    cfg = compose_cfg(["backbone=lstm_ae", "objective=reconstruct", "scoring=m2ad", "protocol=[strict,m2ad]",
+                       "dataset.n_systems=1", "trainer.epochs=1"])
+    df = run.main(cfg, tmp_path)
+    assert (df.status == "ok").all() and set(df.scoring) == {"m2ad"}
+    z = np.load(tmp_path / "scores.npz")
+    p, sp, score = z["sys0__p"], z["sys0__sensor_p"], z["sys0__score"]
+    assert sp.shape == (400, 8) and p.shape == score.shape == (400,)
+    ok = np.isfinite(p)
+    assert ok.all()  # a reconstruction scores every step
+    assert ((p[ok] >= 0) & (p[ok] <= 1)).all() and (sp >= 1e-16).all()
+    # the calibrated p-value falls as the Fisher statistic rises
+    order = np.argsort(score)
+    assert np.all(np.diff(p[order]) <= 1e-12)
+    anomalies = pd.read_csv(tmp_path / "anomalies.csv")
+    assert list(anomalies.columns) == ["entity", "start", "end", "score"]
+    m2ad = df[(df.protocol == "m2ad") & (df.entity == "sys0")].iloc[0]
+    assert m2ad.n_detected == len(anomalies)
+    flags = z["sys0__flags"]
+    assert np.array_equal(flags, p < 0.001)
+
+
+def test_scoring_m2ad_refused_at_compose_time_without_residuals():
+    cfg = compose_cfg(["scoring=m2ad"])
+    with open_dict(cfg):
+        cfg.objective.residuals = False
+    with pytest.raises(ConfigError, match="scoring=m2ad needs per-sensor residuals"):
+        validate(cfg)
+
+
+def test_reference_mode_targets_end_plus_one_and_refits_scaler(tmp_path):
+    cfg = compose_cfg(["backbone.reference_quirks=true", "scoring=m2ad", "scoring.reference_quirks=true",
+                       "dataset.n_systems=1", "trainer.epochs=1", "protocol=[m2ad]"])
+    run.main(cfg, tmp_path)
+    score = np.load(tmp_path / "scores.npz")["sys0__score"]
+    w = cfg.dataset.window
+    # the authors' target is step end+1: one more unscored step than the corrected default
+    assert np.isnan(score[: w + 1]).all() and np.isfinite(score[w + 1:]).all()
+    # their scaler is re-fitted on the test data
+    rng = np.random.default_rng(0)
+    train, test = rng.normal(size=(50, 3)), rng.normal(3, 2, size=(40, 3))
+    quirk = Preprocessor(refit_on_test=True).fit(train).transform(test, is_test=True)
+    np.testing.assert_allclose(quirk, MinMaxScaler().fit_transform(test), rtol=1e-5, atol=1e-6)
+    corrected = Preprocessor().fit(train).transform(test, is_test=True)
+    np.testing.assert_allclose(corrected, MinMaxScaler().fit(train).transform(test), rtol=1e-5, atol=1e-6)
+
+
+def test_area_errors_corrected_mode_uses_train_statistics():
+    rng = np.random.default_rng(1)
+    tr, te = rng.normal(size=(300, 2)), rng.normal(0, 3, size=(300, 2))
+    corrected = M2ADScoring(error="area").fit(series(tr))
+    quirk = M2ADScoring(error="area", reference_quirks=True).fit(series(tr))
+    a, b = corrected._errors(te, fit=False), quirk._errors(te, fit=False)
+    # reference: z-scored with the test split's own statistics (mean 0, std 1 over all values)
+    assert abs(np.nanmean(b)) < 1e-9 and abs(np.nanstd(b) - 1) < 1e-9
+    # corrected: the train statistics, so a noisier test split stays visibly larger
+    assert np.nanstd(a) > 1.5
+
+
+def test_zero_variance_train_score_is_uncalibrated_not_a_crash():
+    const = np.full((200, 2), 0.5)
+    with pytest.warns(UserWarning):
+        sc = M2ADScoring().fit(series(const))
+    out = sc.transform(series(const))
+    assert out.status == "uncalibrated" and out.notes
+    assert np.all(out.p == 1.0) and not out.flags.any()
+    e = P.EntityScores(name="flat", labels=np.zeros(200, np.int8), score=out.score, train_score=out.score,
+                       val_mask=np.ones(200, bool), window_score=np.zeros(0), window_start=np.zeros(0, int),
+                       window=10, p=out.p, flags=out.flags, status=out.status)
+    rows = P.build("m2ad", {"window": 10}).evaluate([e])
+    assert rows[0]["calibration"] == "uncalibrated" and rows[0]["n_detected"] == 0
+
+
+def test_unknown_sensor_in_groups_lists_available_columns():
+    sc = M2ADScoring(weights={"g": {"weight": 1.0, "sensors": ["nope"]}})
+    with pytest.raises(ValueError) as e:
+        sc.fit(series(np.random.default_rng(0).normal(size=(100, 2))), sensors=["s0", "s1"])
+    assert "nope" in str(e.value) and "s0" in str(e.value) and "s1" in str(e.value)
+
+
+def test_nan_residual_is_refused_with_the_entity_named(tmp_path, monkeypatch):
+    from madbench.fit import Trainer
+
+    real = Trainer.score
+
+    def broken(self, *a, **kw):
+        out = real(self, *a, **kw)
+        for s in out:
+            s.residuals[len(s.residuals) // 2, 0] = np.nan  # a hole inside the scored region
+        return out
+
+    monkeypatch.setattr(Trainer, "score", broken)
+    cfg = compose_cfg(["scoring=m2ad", "dataset.n_systems=1", "trainer.epochs=1"])
+    with pytest.raises(DataError) as e:
+        run.main(cfg, tmp_path)
+    assert "entity sys0" in str(e.value) and "\n" not in str(e.value)
+    assert (pd.read_csv(tmp_path / "results.csv").status == "failed").all()
