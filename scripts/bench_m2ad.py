@@ -11,8 +11,11 @@ else in it (clipping, Fisher sum, Gamma by moments) is plain numpy, so the ratio
 the CDF evaluation. The table reports the speed-up and the largest difference of the
 p-values between the two paths.
 
-``--reference-m2ad PATH`` is accepted for the end-to-end fit+detect comparison against a
-checkout of the authors' repository; it is not wired here yet.
+``--reference-m2ad PATH`` adds the end-to-end comparison: fit + detect on one NASA channel
+(``--channel``, ``--epochs``, data from ``--data-dir``) with the authors' code imported from
+that checkout, run beside madbench in the same process (never copied into the project),
+against ``madbench experiment=m2ad_table2`` on the same channel and epochs. Both train on
+the CPU here; the authors' ``predict`` runs with batch size 1.
 """
 from __future__ import annotations
 
@@ -99,7 +102,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="best of N for the vectorised scoring")
     ap.add_argument("--reference-m2ad", metavar="PATH", default=None,
-                    help="checkout of sarahmish/M2AD for the end-to-end comparison (not wired yet)")
+                    help="checkout of sarahmish/M2AD for the end-to-end fit+detect comparison")
+    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
+                    help="paths.data_dir holding NASA/ (for --reference-m2ad)")
+    ap.add_argument("--channel", default="C-1")
+    ap.add_argument("--epochs", type=int, default=2)
     args = ap.parse_args(argv)
 
     train, test = make_errors(args.rows, args.sensors, args.seed)
@@ -144,10 +151,63 @@ def main(argv=None) -> int:
     print(f"flags: vectorised {int(flags_ours.sum())}, reference {int(flags_ref.sum())}, "
           f"differing {int((flags_ours != flags_ref).sum())}")
     if args.reference_m2ad:
-        print(f"end-to-end vs authors' repo at {args.reference_m2ad}: not wired yet")
+        fit_detect_vs_reference(Path(args.reference_m2ad), Path(args.data_dir), args.channel, args.epochs)
     else:
         print("end-to-end vs authors' repo (--reference-m2ad): not given")
     return 0
+
+
+def fit_detect_vs_reference(ref_path: Path, data_dir: Path, channel: str, epochs: int) -> None:
+    """Time fit + detect of one NASA channel: the authors' M2AD class vs a madbench job."""
+    import os
+    import tempfile
+
+    import pandas as pd
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from madbench import run
+
+    nasa = data_dir / "NASA"
+    spacecraft = pd.read_csv(nasa / "labeled_anomalies.csv").set_index("chan_id").loc[channel, "spacecraft"]
+    spacecraft = spacecraft if isinstance(spacecraft, str) else spacecraft.iloc[0]
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = os.getcwd()
+        os.chdir(tmp)  # their trainer writes checkpoints under ./checkpoint
+        try:
+            sys.path.insert(0, str(ref_path))
+            from src.m2ad import M2AD  # the authors' code, from the given checkout
+
+            t0 = time.perf_counter()
+            train, test = (np.load(nasa / part / f"{channel}.npy") for part in ("train", "test"))
+            cols = [str(i) for i in range(train.shape[1])]
+            frames = []
+            for arr, start in ((train, 0), (test, len(train))):
+                df = pd.DataFrame(arr, columns=cols)
+                df["time"] = np.arange(start, start + len(arr))
+                frames.append(df)
+            ref = M2AD(dataset=spacecraft, entity=channel, sensors=["0"], covariates=cols[1:], epochs=epochs,
+                       verbose=False, device="cpu")
+            ref.fit(frames[0])
+            found = ref.detect(frames[1])
+            t_ref = time.perf_counter() - t0
+        finally:
+            os.chdir(cwd)
+        config_dir = str(Path(__file__).resolve().parents[1] / "configs")
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            cfg = compose("config", overrides=[
+                "experiment=m2ad_table2", f"dataset={spacecraft.lower()}", f"dataset.entities=[{channel}]",
+                f"trainer.epochs={epochs}", "trainer.device=cpu", "trainer.progress=false", "logger.csv.plots=false",
+                f"paths.data_dir={data_dir}", f"paths.output_dir={tmp}"])
+        t0 = time.perf_counter()
+        df = run.main(cfg, Path(tmp) / "run")
+        t_ours = time.perf_counter() - t0
+    row = df[(df.entity == channel) & (df.protocol == "m2ad")].iloc[0]
+    print(f"\nfit + detect, {spacecraft} {channel}, {epochs} epoch(s), CPU ({torch.get_num_threads()} threads)")
+    print(f"{'':<28}{'madbench [s]':>16}{'authors [s]':>16}{'speed-up':>11}")
+    print(f"{'fit + detect (end to end)':<28}{t_ours:>16.2f}{t_ref:>16.2f}{t_ref / t_ours:>10.1f}x")
+    print(f"intervals: madbench {int(row.n_detected)}, authors {len(found)} (models differ by their random init)")
 
 
 if __name__ == "__main__":
