@@ -50,23 +50,6 @@ def _nan_row() -> dict:
     return {c: np.nan for c in M.METRIC_COLUMNS}
 
 
-def _row(e: EntityScores | str, protocol: str, metrics: dict, threshold, uses_labels: bool, **kw) -> dict:
-    row = {"entity": e if isinstance(e, str) else e.name, "aggregate": kw.pop("aggregate", ""),
-           "protocol": protocol, "threshold": threshold, "threshold_uses_test_labels": uses_labels}
-    row.update(_nan_row())
-    row.update({k: v for k, v in metrics.items() if k in M.METRIC_COLUMNS})
-    row.update(kw)
-    return row
-
-
-def _mean_row(rows: list[dict], protocol: str, uses_labels: bool, aggregate: str = "macro") -> dict:
-    out = {}
-    for c in M.METRIC_COLUMNS:
-        vals = np.array([r[c] for r in rows], dtype=np.float64)
-        out[c] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
-    return _row("ALL", protocol, out, np.nan, uses_labels, aggregate=aggregate, n_entities=len(rows))
-
-
 def _counts(labels, preds):
     tp = int(np.sum((labels == 1) & preds))
     fp = int(np.sum((labels == 0) & preds))
@@ -91,6 +74,22 @@ class Protocol:
     def evaluate(self, entities: list[EntityScores], anomaly_ratio: float | None = None) -> list[dict]:
         raise NotImplementedError
 
+    def _row(self, e: EntityScores | str, metrics: dict, threshold, **kw) -> dict:
+        row = {"entity": e if isinstance(e, str) else e.name, "aggregate": kw.pop("aggregate", ""),
+               "protocol": self.name, "threshold": threshold, "threshold_uses_test_labels": self.uses_test_labels}
+        row.update(_nan_row())
+        row.update({k: v for k, v in metrics.items() if k in M.METRIC_COLUMNS})
+        row.update(kw)
+        return row
+
+    def _mean_row(self, rows: list[dict], aggregate: str = "macro") -> dict:
+        """The ALL row that averages every metric over the entity rows (NaN-skipping)."""
+        out = {}
+        for c in M.METRIC_COLUMNS:
+            vals = np.array([r[c] for r in rows], dtype=np.float64)
+            out[c] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
+        return self._row("ALL", out, np.nan, aggregate=aggregate, n_entities=len(rows))
+
 
 class Strict(Protocol):
     name = "strict"
@@ -108,7 +107,7 @@ class Strict(Protocol):
             y, s = e.labels[ok], e.score[ok]
             pred = s > thr
             m = M.evaluate(y, s, pred, self.window)
-            rows.append(_row(e, self.name, m, thr, False, n_scored=int(ok.sum()), n_missing=int((~ok).sum())))
+            rows.append(self._row(e, m, thr, n_scored=int(ok.sum()), n_missing=int((~ok).sum())))
             tp, fp, fn = _counts(y, pred)
             adj = M.point_adjust(y, pred)
             ptp, pfp, pfn = _counts(y, adj)
@@ -126,8 +125,8 @@ class Strict(Protocol):
                       "event_tp": pooled["etp"], "event_fp": pooled["efp"], "event_fn": pooled["efn"]})
         micro.update(M.event_scores(pooled["etp"], pooled["efp"], pooled["efn"]))
         micro.update(M.auc(np.concatenate(pooled["labels"]), np.concatenate(pooled["scores"])))
-        rows.append(_row("ALL", self.name, micro, np.nan, False, aggregate="micro", n_entities=len(entities)))
-        rows.append(_mean_row(rows[:-1], self.name, False))
+        rows.append(self._row("ALL", micro, np.nan, aggregate="micro", n_entities=len(entities)))
+        rows.append(self._mean_row(rows[:-1]))
         return rows
 
 
@@ -152,10 +151,10 @@ class MADCluster(Protocol):
             # the reference computes range metrics on the binarised prediction
             m.update(M.range_auc(wl, pred.astype(np.float64), self.window))
             m.update(M.vus(wl, pred.astype(np.float64), self.window))
-            rows.append(_row(e, self.name, m, best["threshold"], True, n_scored=int(ok.sum()),
+            rows.append(self._row(e, m, best["threshold"], n_scored=int(ok.sum()),
                              n_missing=int(len(e.labels) - ok.sum())))
         if rows:
-            rows.append(_mean_row(rows, self.name, True, aggregate="mean"))
+            rows.append(self._mean_row(rows, aggregate="mean"))
         return rows
 
 
@@ -200,14 +199,14 @@ class M2AD(Protocol):
             m = M.evaluate(e.labels[ok], e.score[ok], pred[ok], self.window)
             m.update({"event_tp": etp, "event_fp": efp, "event_fn": efn})
             m.update(M.event_scores(etp, efp, efn))
-            rows.append(_row(e, self.name, m, self.alpha if self.alpha is not None else np.nan, False,
+            rows.append(self._row(e, m, self.alpha if self.alpha is not None else np.nan,
                              n_scored=int(ok.sum()), n_missing=int((~ok).sum()), n_detected=len(detected),
                              calibration=calibration))
             tp, fp, fn = tp + etp, fp + efp, fn + efn
         if rows:
             agg = {"event_tp": tp, "event_fp": fp, "event_fn": fn}
             agg.update(M.event_scores(tp, fp, fn))
-            rows.append(_row("ALL", self.name, agg, np.nan, False, aggregate="sum", n_entities=len(entities)))
+            rows.append(self._row("ALL", agg, np.nan, aggregate="sum", n_entities=len(entities)))
         return rows
 
 
@@ -225,9 +224,9 @@ class TSLib(Protocol):
             ok = np.isfinite(e.score)
             y, s = e.labels[ok], e.score[ok]
             m = M.evaluate(y, s, s > thr, self.window)
-            rows.append(_row(e, self.name, m, thr, False, n_scored=int(ok.sum()), n_missing=int((~ok).sum())))
+            rows.append(self._row(e, m, thr, n_scored=int(ok.sum()), n_missing=int((~ok).sum())))
         if rows:
-            rows.append(_mean_row(rows, self.name, False, aggregate="mean"))
+            rows.append(self._mean_row(rows, aggregate="mean"))
         return rows
 
 
