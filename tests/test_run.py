@@ -164,3 +164,14 @@ def test_wandb_offline_files(tmp_path):
     assert abs(float(summary["strict/macro/auc_roc"]) - df[(df.entity == "ALL") & (df["aggregate"] == "macro")].auc_roc.iloc[0]) < 1e-9
     assert exit_seen, "wandb.finish() must always be called"
 
+
+
+def test_dataset_shard_splits_entities_and_refuses_bad_values():
+    from madbench.errors import ConfigError as CE
+
+    names = lambda shard: [e.name for e in run.load_entities(compose_cfg(["dataset.n_systems=4", f"dataset.shard={shard}"]))]
+    assert names("0/2") == ["sys0", "sys2"] and names("1/2") == ["sys1", "sys3"]
+    assert sorted(names("0/3") + names("1/3") + names("2/3")) == ["sys0", "sys1", "sys2", "sys3"]
+    for bad in ("2/2", "x", "5/9"):
+        with pytest.raises(CE, match="dataset.shard"):
+            names(bad)
