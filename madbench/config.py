@@ -30,7 +30,7 @@ def _num(cfg, path: str):
     return OmegaConf.select(cfg, path, default=None)
 
 
-def _ratio(cfg, path: str, lo_open=True) -> None:
+def _ratio(cfg, path: str) -> None:
     v = _num(cfg, path)
     if v is None:
         return

@@ -350,7 +350,7 @@ def main(cfg: DictConfig, run_dir: Path | str) -> pd.DataFrame:
             json.dumps({"config_hash": job.hash, "done_in": str(done)})))
         return tcsv.read_results(done)
     tcsv.atomic_write(run_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=False))
-    exit_code, error = 0, None
+    exit_code = 0
     try:
         job.start_loggers()
         rows = job.run()
@@ -360,11 +360,11 @@ def main(cfg: DictConfig, run_dir: Path | str) -> pd.DataFrame:
             lg.log_results(df)
         return df
     except MadbenchError as e:
-        exit_code, error = 1, e
+        exit_code = 1
         job.finalize([], "failed", str(e), started)
         raise
     except Exception as e:  # an unexpected bug: still a failed row, with the type named
-        exit_code, error = 1, e
+        exit_code = 1
         job.finalize([], "failed", f"{type(e).__name__}: {e}", started)
         raise
     finally:
@@ -373,4 +373,3 @@ def main(cfg: DictConfig, run_dir: Path | str) -> pd.DataFrame:
                 lg.finish(exit_code)
             except Exception as fe:  # never mask the run's own error
                 log.warning("logger finish failed: %s", fe)
-        del error

@@ -20,7 +20,3 @@ class SeriesScores:
     residuals: np.ndarray | None
     window: np.ndarray
     window_start: np.ndarray
-
-    @property
-    def scored(self) -> np.ndarray:
-        return np.isfinite(self.step)
