@@ -38,6 +38,15 @@ def as_scores(x, n: int | None = None, name: str = "scores") -> np.ndarray:
     return a
 
 
+def binary_pair(labels, preds) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` and ``preds`` as 0/1 vectors of equal length (``as_binary`` each)."""
+    y = as_binary(labels)
+    p = as_binary(preds, "preds")
+    if p.size != y.size:
+        raise ValueError(f"preds have length {p.size}, labels have length {y.size}")
+    return y, p
+
+
 def runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Maximal runs of non-zero values: ``(starts, ends)`` with ``ends`` inclusive."""
     b = np.asarray(x) != 0

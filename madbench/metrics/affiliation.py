@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import as_binary, runs
+from ._common import binary_pair, runs
 
 __all__ = ["affiliation", "affiliation_from_events"]
 
@@ -210,10 +210,7 @@ def affiliation(labels, preds) -> dict:
     Returns ``{"aff_precision", "aff_recall", "aff_f1"}``; see the module docstring for the
     definition and for the NaN / 0 conventions.
     """
-    y = as_binary(labels)
-    p = as_binary(preds, "preds")
-    if p.size != y.size:
-        raise ValueError(f"preds have length {p.size}, labels have length {y.size}")
+    y, p = binary_pair(labels, preds)
     gs, ge = runs(y)
     ps, pe = runs(p)
     return _from_arrays(ps.astype(float), pe + 1.0, gs.astype(float), ge + 1.0, 0.0, float(y.size))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import as_binary, f_beta, runs, safe_div
+from ._common import binary_pair, f_beta, runs, safe_div
 
 __all__ = ["event_counts", "event_counts_intervals", "event_scores"]
 
@@ -58,10 +58,7 @@ def event_counts_intervals(truth, detected) -> tuple[int, int, int]:
 
 def event_counts(labels, preds) -> tuple[int, int, int]:
     """``(tp, fp, fn)`` between the runs of 1 in ``labels`` and in ``preds``."""
-    y = as_binary(labels)
-    p = as_binary(preds, "preds")
-    if p.size != y.size:
-        raise ValueError(f"preds have length {p.size}, labels have length {y.size}")
+    y, p = binary_pair(labels, preds)
     ts, te = runs(y)
     ds, de = runs(p)
     return event_counts_intervals(np.column_stack([ts, te]), np.column_stack([ds, de]))

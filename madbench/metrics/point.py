@@ -30,17 +30,9 @@ import warnings
 import numpy as np
 from sklearn import metrics as skm
 
-from ._common import as_binary, as_scores, f_beta, runs, safe_div
+from ._common import as_binary, as_scores, binary_pair, f_beta, runs, safe_div
 
 __all__ = ["point_prf", "best_f1", "point_adjust", "pa_f1", "auc"]
-
-
-def _pair(labels, preds):
-    y = as_binary(labels)
-    p = as_binary(preds, "preds")
-    if p.size != y.size:
-        raise ValueError(f"preds have length {p.size}, labels have length {y.size}")
-    return y, p
 
 
 def _prf_counts(tp: int, fp: int, fn: int) -> dict:
@@ -52,7 +44,7 @@ def _prf_counts(tp: int, fp: int, fn: int) -> dict:
 
 def point_prf(labels, preds) -> dict:
     """Point-wise ``{"precision", "recall", "f1", "f05"}`` of a 0/1 prediction."""
-    y, p = _pair(labels, preds)
+    y, p = binary_pair(labels, preds)
     tp = int(np.count_nonzero(y & p))
     fp = int(np.count_nonzero(p)) - tp
     fn = int(np.count_nonzero(y)) - tp
@@ -82,7 +74,7 @@ def best_f1(labels, scores) -> dict:
 
 def point_adjust(labels, preds) -> np.ndarray:
     """Point-adjusted prediction (bool): a truth segment with any hit becomes all hits."""
-    y, p = _pair(labels, preds)
+    y, p = binary_pair(labels, preds)
     out = p.astype(bool)
     starts, ends = runs(y)
     if starts.size == 0:
