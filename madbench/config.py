@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from madbench.errors import ConfigError
 
 #: top-level keys that never change what a job computes
-HASH_EXCLUDE = ("paths", "logger", "hydra", "skip_done", "name", "optimize_metric")
+HASH_EXCLUDE = ("paths", "logger", "hydra", "skip_done", "name", "optimize_metric", "rescore", "rescored_from")
 #: trainer keys that change how, not what
 TRAINER_EXCLUDE = ("progress", "eval_batch_size", "device")
 

@@ -117,6 +117,7 @@ class Job:
         self.sizes: dict[str, dict] = {}
         self.arrays: dict[str, np.ndarray] = {}
         self.anomalies: list[dict] | None = None
+        self.groups: dict[str, dict] = {}
 
     # -- the label-free objective of an hparams search --------------------------------
     def best_val_loss(self) -> float:
@@ -175,6 +176,11 @@ class Job:
             label = group[0].name if len(group) == 1 else f"pooled[{len(group)}]"
             bar.set_postfix_str(label)
             self.fit_and_score(group, label, objective, spec, score_spec, trainer)
+        return self.evaluate()
+
+    def evaluate(self) -> list[dict]:
+        """Every configured protocol on the kept entity scores → result rows."""
+        cfg = self.cfg
         rows = []
         ratio = cfg.dataset.get("anomaly_ratio")
         for name, pcfg in cfg.protocol.items():
@@ -214,46 +220,65 @@ class Job:
         te_scores = trainer.score(model, objective, Windows([e.test for e in group], score_spec, device=trainer.device), inputs, sensors,
                                   desc=f"{label} score test")
         score_s = time.perf_counter() - t0
+        vals = [r["val_loss"] for r in history if np.isfinite(r["val_loss"])]
+        best = min(vals) if vals else float("nan")
+        # one line per model, so a sweep without progress bars (trainer.progress=false) still shows progress
+        log.info("%s: %d epochs in %.0f s (best val_loss %.4g), scored in %.0f s", label, len(history), fit_s, best,
+                 score_s)
         for e, tr, te, vs in zip(group, tr_scores, te_scores, val_start):
-            scorer = build({k: v for k, v in self.cfg.scoring.items() if k not in ("name", "needs_residuals")},
-                           f"scoring={self.cfg.scoring.name}")
-            try:
-                scorer.fit(tr, sensors=e.sensors, groups=e.meta.get("groups"))
-                s_tr, s_te = scorer.transform(tr), scorer.transform(te)
-            except ValueError as err:
-                raise DataError(f"entity {e.name}: scoring={cfg.scoring.name}: {err}") from None
-            for note in s_te.notes:
-                log.warning("entity %s: %s", e.name, note)
             val_mask = np.zeros(len(e.train), dtype=bool)
             val_mask[vs:] = True
-            es = P.EntityScores(name=e.name, labels=e.labels, score=s_te.score, train_score=s_tr.score,
-                                val_mask=val_mask, window_score=te.window, window_start=te.window_start,
-                                window=spec.window, p=s_te.p, flags=s_te.flags, status=s_te.status)
-            self.entity_scores.append(es)
-            self.sizes[e.name] = {"n_train": len(e.train), "n_test": len(e.test), "n_sensors": e.n_sensors,
-                                  "n_inputs": e.n_inputs, "epochs_run": len(history),
-                                  "fit_seconds": fit_s / len(group), "score_seconds": score_s / len(group)}
-            self._keep_arrays(e, te, s_te, es)
+            self.add_scores(e.name, e.labels, e.sensors, e.meta.get("groups"), tr, te, val_mask, spec.window, {
+                "n_train": len(e.train), "n_test": len(e.test), "n_sensors": e.n_sensors, "n_inputs": e.n_inputs,
+                "epochs_run": len(history), "fit_seconds": fit_s / len(group), "score_seconds": score_s / len(group)})
 
-    def _keep_arrays(self, e: Entity, te, s_te, es: P.EntityScores) -> None:
-        k = f"{e.name}__"
+    def add_scores(self, name: str, labels: np.ndarray, sensors: list[str], groups: dict | None, tr, te,
+                   val_mask: np.ndarray, window: int, sizes: dict) -> None:
+        """The scoring stage for one entity: fit the configured scorer on its train split's
+        scores, transform both splits, keep the result for the protocols and scores.npz.
+        ``tr``/``te`` are the score stage's SeriesScores (also rebuilt from a run dir's
+        scores.npz by ``madbench.evaluate.rescore``, which re-runs only this stage)."""
+        cfg = self.cfg
+        scorer = build({k: v for k, v in cfg.scoring.items() if k not in ("name", "needs_residuals")},
+                       f"scoring={cfg.scoring.name}")
+        try:
+            scorer.fit(tr, sensors=sensors, groups=groups)
+            s_tr, s_te = scorer.transform(tr), scorer.transform(te)
+        except ValueError as err:
+            raise DataError(f"entity {name}: scoring={cfg.scoring.name}: {err}") from None
+        for note in s_te.notes:
+            log.warning("entity %s: %s", name, note)
+        es = P.EntityScores(name=name, labels=labels, score=s_te.score, train_score=s_tr.score,
+                            val_mask=val_mask, window_score=te.window, window_start=te.window_start,
+                            window=window, p=s_te.p, flags=s_te.flags, status=s_te.status)
+        self.entity_scores.append(es)
+        self.sizes[name] = sizes
+        self._keep_arrays(name, labels, sensors, tr, te, s_te, es)
+        if groups:
+            self.groups[name] = groups
+
+    def _keep_arrays(self, name: str, labels, sensors, tr, te, s_te, es: P.EntityScores) -> None:
+        k = f"{name}__"
         a = self.arrays
-        a[k + "labels"] = e.labels
+        a[k + "labels"] = labels
         a[k + "score"] = es.score
         a[k + "step"] = te.step
+        a[k + "train_step"] = tr.step
         a[k + "train_score"] = es.train_score
         a[k + "val_mask"] = es.val_mask
         a[k + "window_score"] = es.window_score
         a[k + "window_start"] = es.window_start
         if te.residuals is not None:
+            # both splits' residuals, so the scoring stage can be re-run without training
             a[k + "residuals"] = te.residuals.astype(np.float32)
+            a[k + "train_residuals"] = tr.residuals.astype(np.float32)
         if s_te.p is not None:
             a[k + "p"] = s_te.p
         if s_te.flags is not None:
             a[k + "flags"] = s_te.flags
         if s_te.sensor_p is not None:
             a[k + "sensor_p"] = s_te.sensor_p.astype(np.float32)
-        a[k + "sensors"] = np.array(e.sensors)
+        a[k + "sensors"] = np.array(sensors)
 
     # -- outputs ----------------------------------------------------------------------
     def finalize(self, rows: list[dict], status: str, error: str, started: float) -> pd.DataFrame:
@@ -266,7 +291,8 @@ class Job:
             r.update({k: v for k, v in base.items() if k not in r or k in ("status", "error")})
         if self.arrays:
             names = sorted({k.split("__")[0] for k in self.arrays})
-            meta = {"entities": names, "window": int(self.cfg.dataset.window), "config_hash": self.hash}
+            meta = {"entities": names, "window": int(self.cfg.dataset.window), "config_hash": self.hash,
+                    "groups": self.groups}
             self.arrays["__meta__"] = np.array(json.dumps(meta))
             tcsv.write_npz(self.run_dir / "scores.npz", self.arrays)
         tcsv.write_train_log(self.run_dir, self.train_log)
@@ -358,6 +384,10 @@ def main(cfg: DictConfig, run_dir: Path | str) -> pd.DataFrame:
         job.plots(df)
         for lg in job.loggers:
             lg.log_results(df)
+        if cfg.get("rescore"):
+            from madbench.evaluate import rescore_all
+
+            rescore_all([run_dir], list(cfg.rescore), progress=False)
         return df
     except MadbenchError as e:
         exit_code = 1

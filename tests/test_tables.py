@@ -1,0 +1,106 @@
+"""madbench-tables: event counts summed per seed, mean ± std over seeds, the paper beside.
+
+Expected values are hand-computed below, and the paper's same-entity figure is recomputed
+here with the csv module straight from the per-signal file."""
+import csv
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from madbench import tables as T
+from madbench.tracking.csv import results_frame
+
+BIN = Path(sys.executable).parent
+PER_SIGNAL = Path(T.__file__).parent / "paper" / "m2ad_benchmark_per_signal.csv"
+
+
+def rows(dataset, name, counts):
+    """counts: {seed: {entity: (tp, fp, fn)}} → m2ad result rows, plus ALL rows and noise
+    the tables must ignore (another protocol, a failed run)."""
+    out = []
+    for seed, ents in counts.items():
+        for ent, (tp, fp, fn) in ents.items():
+            base = dict(dataset=dataset, name=name, seed=seed, scoring="m2ad", status="ok", entity=ent)
+            out.append(base | dict(protocol="m2ad", event_tp=tp, event_fp=fp, event_fn=fn))
+            out.append(base | dict(protocol="strict", event_tp=99, event_fp=99, event_fn=99))
+        out.append(dict(dataset=dataset, name=name, seed=seed, scoring="m2ad", status="ok", entity="ALL",
+                        protocol="m2ad", event_tp=1000, event_fp=0, event_fn=0))
+        out.append(dict(dataset=dataset, name=name, seed=seed, scoring="m2ad", status="failed", entity="x",
+                        protocol="m2ad", event_tp=1000, event_fp=0, event_fn=0))
+    return out
+
+
+COUNTS = {0: {"C-1": (2, 1, 0), "D-14": (1, 0, 1)},   # tp 3 fp 1 fn 1: P = R = F1 = F0.5 = 0.75
+          1: {"C-1": (1, 3, 1), "D-14": (0, 0, 1)}}   # tp 1 fp 3 fn 2
+F1 = [0.75, 2 * 1 / (2 * 1 + 3 + 2)]
+F05 = [0.75, 1.25 * 1 / (1.25 * 1 + 0.25 * 2 + 3)]
+
+
+def test_per_seed_sums_entities_and_ignores_other_rows():
+    g = T.per_seed(results_frame(rows("msl", "m2ad_table2-msl", COUNTS)), ["dataset"])
+    assert g.event_tp.tolist() == [3, 1] and g.event_fp.tolist() == [1, 3] and g.event_fn.tolist() == [1, 2]
+    assert g.f1.tolist() == pytest.approx(F1) and g.f05.tolist() == pytest.approx(F05)
+    assert g.precision.tolist() == pytest.approx([0.75, 0.25]) and g.recall.tolist() == pytest.approx([0.75, 1 / 3])
+
+
+def paper_by_hand(dataset, signals):
+    it = {}
+    with open(PER_SIGNAL) as f:
+        for r in csv.DictReader(f):
+            if r["pipeline"] == "M2AD" and r["dataset"] == dataset and r["signal"] in signals:
+                s = it.setdefault(r["iteration"], [0, 0, 0])
+                for i, k in enumerate(("tp", "fp", "fn")):
+                    s[i] += int(float(r[k]))
+    f1 = [2 * tp / (2 * tp + fp + fn) for tp, fp, fn in it.values()]
+    return statistics.mean(f1), statistics.stdev(f1)
+
+
+def test_table2_mean_std_over_seeds_and_paper_on_the_same_channels():
+    t = T.m2ad_table2(results_frame(rows("msl", "m2ad_table2-msl", COUNTS)))
+    r = t.iloc[0]
+    assert r.dataset == "MSL (2 entities)" and r.seeds == 2 and r.events == 4
+    assert r.ours_f1 == pytest.approx(statistics.mean(F1)) and r.ours_f1_std == pytest.approx(statistics.stdev(F1))
+    assert r.ours_f05 == pytest.approx(statistics.mean(F05))
+    assert (r.paper_f1, r.paper_f1_std) == (0.749, 0.0317)  # the full-dataset figure, as published
+    m, s = paper_by_hand("MSL", {"C-1", "D-14"})
+    assert r.paper_same_entities_f1 == pytest.approx(m) and r.paper_same_entities_f1_std == pytest.approx(s)
+    assert r.delta_f1 == pytest.approx(statistics.mean(F1) - m)
+
+
+def test_table2_on_every_paper_channel_is_labelled_as_the_dataset():
+    with open(PER_SIGNAL) as f:
+        msl = sorted({r["signal"] for r in csv.DictReader(f) if r["pipeline"] == "M2AD" and r["dataset"] == "MSL"})
+    assert len(msl) == 27
+    t = T.m2ad_table2(results_frame(rows("msl", "x", {0: {s: (1, 0, 0) for s in msl}})))
+    assert t.iloc[0].dataset == "MSL" and t.iloc[0].ours_f1 == 1.0
+
+
+def test_ablation_variants_map_to_the_paper_arms():
+    allv = []
+    for i, v in enumerate(["normal+std4", "gmm+gamma", "gmm+chi2", "normal+chi2", "normal+gamma", "gmm+std4"]):
+        allv += rows("smd", f"m2ad_ablation-{v}", {0: {"machine-1-2": (1 + i, 1, 0)}})
+    t = T.m2ad_ablation(results_frame(allv))
+    assert t.variant.tolist() == ["GMM + gamma", "Normal + gamma", "GMM + chi2", "Normal + chi2", "4 std (GMM)",
+                                  "4 std (Normal)"]
+    paper = {r["pipeline"]: float(r["f1_mean"]) for r in csv.DictReader(open(T.PAPER_DIR / "m2ad_ablation.csv"))}
+    assert t.paper_f1_mean.tolist() == [paper["GMM + gamma"], paper["Normal + gamma"], paper["GMM + chi2"],
+                                        paper["Normal + chi"], paper["4 std"], paper["4 std"]]
+    gmm_gamma = t[t.variant == "GMM + gamma"].iloc[0]  # tp 2, fp 1, fn 0
+    assert gmm_gamma.f1_mean == pytest.approx(4 / 5)
+
+
+def test_cli_writes_csv_md_tex_and_refuses_a_missing_path(tmp_path):
+    src = tmp_path / "collected.csv"
+    results_frame(rows("msl", "m2ad_table2-msl", COUNTS)).to_csv(src, index=False)
+    p = subprocess.run([str(BIN / "madbench-tables"), "m2ad_table2", str(src), "--out", str(tmp_path / "t")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    md = (tmp_path / "t" / "m2ad_table2.md").read_text()
+    assert "0.749 ± 0.032" in md and f"{statistics.mean(F1):.3f} ± {statistics.stdev(F1):.3f}" in md
+    assert r"$\pm$" in (tmp_path / "t" / "m2ad_table2.tex").read_text()
+    bad = subprocess.run([str(BIN / "madbench-tables"), "m2ad_table2", str(tmp_path / "nope.csv")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "nope.csv" in bad.stderr
