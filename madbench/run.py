@@ -187,7 +187,8 @@ class Job:
             proto = P.build(name, OmegaConf.to_container(pcfg, resolve=True))
             rows += proto.evaluate(self.entity_scores, anomaly_ratio=ratio)
             if isinstance(proto, P.M2AD):
-                self.anomalies = [{"entity": k, "start": a, "end": b, "score": sc}
+                self.anomalies = [{"entity": k, "start": a, "end": b, "score": sc,
+                                   "top_sensors": self._drivers(k, a, b)}
                                   for k, found in proto.detected.items() for a, b, sc in found]
         status = {es.name: es.status for es in self.entity_scores}
         for r in rows:
@@ -198,6 +199,15 @@ class Job:
             if r["entity"] == "ALL":
                 r.setdefault("n_entities", len(self.entity_scores))
         return rows
+
+    def _drivers(self, entity: str, start: int, end: int) -> str:
+        """The sensors that drove an alarm (strongest per-sensor p-values over it), ';'-joined."""
+        sp = self.arrays.get(f"{entity}__sensor_p")
+        if sp is None:
+            return ""
+        from madbench.scoring.m2ad import top_sensors
+
+        return ";".join(top_sensors(sp, start, end, list(self.arrays[f"{entity}__sensors"])))
 
     def fit_and_score(self, group: list[Entity], label: str, objective, spec, score_spec, trainer) -> None:
         cfg = self.cfg
@@ -297,7 +307,7 @@ class Job:
             tcsv.write_npz(self.run_dir / "scores.npz", self.arrays)
         tcsv.write_train_log(self.run_dir, self.train_log)
         if self.anomalies is not None:
-            frame = pd.DataFrame(self.anomalies, columns=["entity", "start", "end", "score"])
+            frame = pd.DataFrame(self.anomalies, columns=["entity", "start", "end", "score", "top_sensors"])
             tcsv.atomic_write(self.run_dir / "anomalies.csv", lambda p: frame.to_csv(p, index=False))
         df = tcsv.write_results(self.run_dir, rows)
         return df

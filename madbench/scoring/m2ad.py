@@ -64,7 +64,7 @@ from sklearn.mixture import GaussianMixture
 from madbench.scoring.errors import missing_rows
 from madbench.scoring.intervals import intervals
 
-__all__ = ["M2ADScorer", "UncalibratedWarning", "intervals", "mixture_pvalues",
+__all__ = ["M2ADScorer", "UncalibratedWarning", "intervals", "mixture_pvalues", "top_sensors",
            "group_weights", "CALIBRATIONS", "DISTRIBUTIONS"]
 
 CALIBRATIONS = ("gamma", "chi2", "std4")
@@ -196,6 +196,23 @@ def group_weights(weights: dict | None, names: list[str], reference_quirks: bool
         if orphans:
             warnings.warn(f"sensors in no weight group get weight 0: {orphans}", UserWarning, stacklevel=3)
     return w
+
+
+def top_sensors(sensor_p: np.ndarray, start: int, end: int, names: list[str], k: int = 3) -> list[str]:
+    """The ``k`` sensors with the strongest evidence over steps ``start..end`` (inclusive):
+    the largest mean Fisher term −2 ln p, i.e. the sensors that drove an alarm there.
+    Unscored (NaN) steps are ignored; a sensor with none scored in the span is left out."""
+    span = np.asarray(sensor_p, dtype=np.float64)[start:end + 1]
+    if span.ndim != 2 or span.shape[1] != len(names):
+        raise ValueError(f"sensor_p must be [T, {len(names)}] for {len(names)} names, got {np.shape(sensor_p)}")
+    scored = np.isfinite(span)
+    if not scored.any():
+        return []
+    terms = np.where(scored, -2.0 * np.log(np.where(scored, span, 1.0)), 0.0)
+    counts = scored.sum(0)
+    mean = np.where(counts > 0, terms.sum(0) / np.maximum(counts, 1), -np.inf)
+    order = np.argsort(-mean, kind="stable")[: min(k, int((counts > 0).sum()))]
+    return [str(names[i]) for i in order]
 
 
 class M2ADScorer:

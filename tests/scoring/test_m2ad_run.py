@@ -33,8 +33,14 @@ def test_m2ad_on_lstm_autoencoder_writes_anomalies_and_sensor_pvalues(tmp_path):
     # the calibrated p-value falls as the Fisher statistic rises
     order = np.argsort(score)
     assert np.all(np.diff(p[order]) <= 1e-12)
-    anomalies = pd.read_csv(tmp_path / "anomalies.csv")
-    assert list(anomalies.columns) == ["entity", "start", "end", "score"]
+    anomalies = pd.read_csv(tmp_path / "anomalies.csv", keep_default_na=False)
+    assert list(anomalies.columns) == ["entity", "start", "end", "score", "top_sensors"]
+    sensors = [str(s) for s in z["sys0__sensors"]]
+    for a in anomalies.itertuples():  # the drivers named are the sensors with the smallest p over the interval
+        names = a.top_sensors.split(";")
+        assert len(names) == 3 and set(names) <= set(sensors)
+        fisher = np.nanmean(-2 * np.log(sp[a.start:a.end + 1].astype(float)), axis=0)
+        assert names == [sensors[i] for i in np.argsort(-fisher, kind="stable")[:3]]
     m2ad = df[(df.protocol == "m2ad") & (df.entity == "sys0")].iloc[0]
     assert m2ad.n_detected == len(anomalies)
     flags = z["sys0__flags"]
@@ -116,3 +122,16 @@ def test_nan_residual_is_refused_with_the_entity_named(tmp_path, monkeypatch):
         run.main(cfg, tmp_path)
     assert "entity sys0" in str(e.value) and "\n" not in str(e.value)
     assert (pd.read_csv(tmp_path / "results.csv").status == "failed").all()
+
+
+def test_top_sensors_by_hand():
+    from madbench.scoring.m2ad import top_sensors
+
+    p = np.array([[0.5, 0.01, 0.2], [0.5, 0.5, 0.001], [np.nan, np.nan, np.nan], [1e-16, 0.9, np.nan]])
+    # over rows 0-1: mean -2 ln p per sensor = 1.386, 5.298, 8.517 → c, b, a
+    assert top_sensors(p, 0, 1, ["a", "b", "c"]) == ["c", "b", "a"]
+    # rows 2-3: row 2 is unscored; sensor c has no scored step there and is left out
+    assert top_sensors(p, 2, 3, ["a", "b", "c"], k=3) == ["a", "b"]
+    assert top_sensors(p, 2, 2, ["a", "b", "c"]) == []
+    with pytest.raises(ValueError, match="sensor_p must be"):
+        top_sensors(p, 0, 1, ["a", "b"])
