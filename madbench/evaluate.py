@@ -11,7 +11,8 @@
         searched for run dirs (a sweep).
 
 Only what happens after the score stage may change: ``scoring.*``, ``protocol``,
-``name``/``experiment_name``/``tags``, ``dataset.anomaly_ratio``. Anything else changes
+``name``/``experiment_name``/``tags``, ``logger``, ``dataset.anomaly_ratio``. A variant is
+logged like a job (one W&B run of its own when the logger has wandb). Anything else changes
 training and is refused with the key named.
 """
 from __future__ import annotations
@@ -35,9 +36,9 @@ from madbench.tracking import csv as tcsv
 log = logging.getLogger("madbench")
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 #: config groups an override may select (composed from configs/)
-GROUPS = ("scoring", "protocol")
+GROUPS = ("scoring", "protocol", "logger")
 #: what may change without retraining: the scoring stage and everything after it
-RESCORABLE = ("scoring", "protocol", "name", "experiment_name", "tags", "dataset.anomaly_ratio")
+RESCORABLE = ("scoring", "protocol", "name", "experiment_name", "tags", "logger", "dataset.anomaly_ratio")
 #: per-entity size/timing columns a variant inherits from the run it re-scores
 SIZE_COLUMNS = ("n_train", "n_test", "n_sensors", "n_inputs", "epochs_run", "fit_seconds", "score_seconds")
 
@@ -194,8 +195,10 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None) ->
     started = time.perf_counter()
     tcsv.atomic_write(out_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=False))
     job = Job(cfg, out_dir)
+    exit_code = 0
     try:
         validate(cfg)
+        job.start_loggers()
         old = tcsv.read_results(run_dir) if (run_dir / "results.csv").exists() else pd.DataFrame()
         for ent in load_series(run_dir, needs_residuals=bool(cfg.scoring.get("needs_residuals"))):
             sizes = {}
@@ -207,9 +210,18 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None) ->
         if (run_dir / "train_log.csv").exists():
             job.train_log = pd.read_csv(run_dir / "train_log.csv").to_dict("records")
         df = job.finalize(job.evaluate(), "ok", "", started)
+        for lg in job.loggers:
+            lg.log_results(df)
     except MadbenchError as e:
+        exit_code = 1
         job.finalize([], "failed", str(e), started)
         raise
+    finally:
+        for lg in job.loggers:
+            try:
+                lg.finish(exit_code)
+            except Exception as fe:  # never mask the variant's own error
+                log.warning("logger finish failed: %s", fe)
     return out_dir, df
 
 

@@ -121,3 +121,23 @@ def test_cli_sweep_dir_and_bad_input(tmp_path):
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "trainer.lr" in bad.stderr
     missing = subprocess.run([str(BIN / "madbench-eval"), str(tmp_path / "nope")], capture_output=True, text=True)
     assert missing.returncode == 1 and "nope" in missing.stderr
+
+
+def test_a_variant_is_logged_to_wandb_like_a_job(tmp_path):
+    pytest.importorskip("wandb")
+    import time
+
+    from tests.tracking.wandb_records import run_summary
+
+    d = tmp_path / "run"
+    run.main(compose_cfg(M2AD + ["dataset.n_systems=1"]), d)
+    out_dir, df = E.rescore(d, ["scoring.calibration=chi2", "logger=[csv,wandb]"])
+    (offline,) = (out_dir / "wandb").glob("offline-run-*")
+    for _ in range(30):  # the W&B core process may still be flushing the file
+        info = run_summary(offline)
+        if info["exit"] is not None:
+            break
+        time.sleep(0.5)
+    assert info["exit"] == 0
+    mine = df[(df.protocol == "m2ad") & (df.entity == "ALL")].iloc[0]
+    assert float(info["summary"]["m2ad/sum/event_tp"]) == mine.event_tp

@@ -46,9 +46,10 @@ def records(path: Path | str):
 
 
 def run_summary(run_dir: Path | str) -> dict:
-    """group, job_type, tags, exit code and history keys of the offline run in ``run_dir``."""
+    """group, job_type, tags, exit code, history keys and summary values of the offline run
+    in ``run_dir``."""
     (f,) = Path(run_dir).glob("*.wandb")
-    info = {"group": None, "job_type": None, "tags": [], "exit": None, "keys": set()}
+    info = {"group": None, "job_type": None, "tags": [], "exit": None, "keys": set(), "summary": {}}
     for rec in records(f):
         kind = rec.WhichOneof("record_type")
         if kind == "run":
@@ -57,4 +58,6 @@ def run_summary(run_dir: Path | str) -> dict:
             info["exit"] = rec.exit.exit_code
         elif kind == "history":
             info["keys"].update(i.key or "/".join(i.nested_key) for i in rec.history.item)
+        elif kind == "summary":
+            info["summary"].update({i.key or "/".join(i.nested_key): i.value_json for i in rec.summary.update})
     return info
