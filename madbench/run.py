@@ -225,7 +225,7 @@ class Job:
         fit_s = time.perf_counter() - t0
         val_start = train_w.val_start(trainer.val_ratio)
         t0 = time.perf_counter()
-        tr_scores = trainer.score(model, objective, Windows([e.train for e in group], score_spec, device=trainer.device), inputs, sensors,
+        tr_scores = trainer.score(model, objective, train_w.restrided(score_spec), inputs, sensors,
                                   desc=f"{label} score train")
         te_scores = trainer.score(model, objective, Windows([e.test for e in group], score_spec, device=trainer.device), inputs, sensors,
                                   desc=f"{label} score test")

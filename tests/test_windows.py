@@ -63,6 +63,19 @@ def test_pooled_windows_never_cross_series():
         assert t.max() < v.min()
 
 
+def test_restrided_shares_the_base_tensor_and_equals_a_fresh_windowing():
+    a, b = series(40, 2), series(25, 2, off=1000)  # pooled: the base is a concatenated copy
+    train = Windows([a, b], WindowSpec(window=6, stride=4, horizon=1))
+    score_spec = WindowSpec(window=6, stride=1, horizon=1)
+    again, fresh = train.restrided(score_spec), Windows([a, b], score_spec)
+    assert again.base is train.base and again.spec == score_spec
+    for attr in ("starts", "series_id", "local_start"):
+        np.testing.assert_array_equal(getattr(again, attr), getattr(fresh, attr))
+    idx = np.arange(len(fresh))
+    assert torch.equal(again.inputs(idx), fresh.inputs(idx)) and torch.equal(again.targets(idx), fresh.targets(idx))
+    assert len(train) < len(again)
+
+
 @pytest.mark.parametrize("kw,msg", [({"window": 1}, "dataset.window"), ({"window": 5, "stride": 6}, "dataset.stride")])
 def test_bad_spec(kw, msg):
     with pytest.raises(ValueError, match=msg):

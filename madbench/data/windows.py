@@ -62,6 +62,19 @@ class Windows:
         base = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
         # from_numpy shares memory with the (already float32) array: no copy on CPU
         self.base = torch.from_numpy(base).to(device)
+        self._index()
+
+    def restrided(self, spec: WindowSpec) -> "Windows":
+        """The same series windowed by another spec (e.g. stride 1 for scoring after
+        training at a larger stride), sharing this one's base tensor: no second copy on
+        the device."""
+        w = object.__new__(Windows)
+        w.spec, w.lengths, w.offsets, w.base = spec, self.lengths, self.offsets, self.base
+        w._index()
+        return w
+
+    def _index(self) -> None:
+        spec = self.spec
         starts, sid, local = [], [], []
         for i, (off, n) in enumerate(zip(self.offsets, self.lengths)):
             count = n - spec.span + 1
