@@ -135,3 +135,35 @@ def test_top_sensors_by_hand():
     assert top_sensors(p, 2, 2, ["a", "b", "c"]) == []
     with pytest.raises(ValueError, match="sensor_p must be"):
         top_sensors(p, 0, 1, ["a", "b"])
+
+
+EXPERIMENT_TINY = ["dataset.window=20", "trainer.epochs=1", "trainer.progress=false", "backbone.model.hidden=8",
+                   "logger.csv.plots=false"]
+
+
+def test_ablation_experiment_trains_once_and_rescores_every_arm(tmp_path):
+    """experiment=m2ad_ablation end to end on the SMD fixture: one job, six arms in the table."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONFIGS
+    from tests.data.conftest import write_smd
+
+    write_smd(tmp_path / "data" / "SMD")
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=m2ad_ablation", f"paths.data_dir={tmp_path / 'data'}",
+                                           *EXPERIMENT_TINY])
+    df = run.main(cfg, tmp_path / "sweep" / "0")
+    assert (df.status == "ok").all() and set(df.name) == {"m2ad_ablation-gmm+gamma"}
+    variants = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "sweep" / "0" / "rescored").iterdir())
+    assert variants == ["distribution-gmm+calibration-chi2", "distribution-gmm+calibration-std4",
+                        "distribution-normal+calibration-chi2", "distribution-normal+calibration-gamma",
+                        "distribution-normal+calibration-std4"]
+    p = subprocess.run([str(Path(sys.executable).parent / "madbench-tables"), "m2ad_ablation", str(tmp_path / "sweep")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    table = pd.read_csv(tmp_path / "sweep" / "m2ad_ablation.csv")
+    assert len(table) == 6 and table.paper_f1_mean.notna().all() and (table.n_entities == df.n_entities.max()).all()
