@@ -89,7 +89,11 @@ def test_ablation_variants_map_to_the_paper_arms():
     assert t.paper_f1_mean.tolist() == [paper["GMM + gamma"], paper["Normal + gamma"], paper["GMM + chi2"],
                                         paper["Normal + chi"], paper["4 std"], paper["4 std"]]
     gmm_gamma = t[t.variant == "GMM + gamma"].iloc[0]  # tp 2, fp 1, fn 0
-    assert gmm_gamma.f1_mean == pytest.approx(4 / 5)
+    assert gmm_gamma.f1_mean == pytest.approx(4 / 5) and gmm_gamma.dataset == "SMD (1 entities)"
+    # only the method arm has per-machine paper results to recompute on our machines
+    m, s = paper_by_hand("SMD", {"machine-1-2"})
+    assert gmm_gamma.paper_same_entities_f1 == pytest.approx(m) and gmm_gamma.paper_same_entities_f1_std == pytest.approx(s)
+    assert t[t.variant != "GMM + gamma"].paper_same_entities_f1.isna().all()
 
 
 def test_cli_writes_csv_md_tex_and_refuses_a_missing_path(tmp_path):
