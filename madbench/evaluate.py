@@ -80,7 +80,9 @@ def load_series(run_dir: Path, needs_residuals: bool) -> list[dict]:
             what = "per-sensor residuals" if "residuals" in missing else "train step scores"
             raise DataError(f"{path}: entity {name} has no {', '.join(missing)}; re-scoring needs the {what} that "
                             "jobs keep since madbench 0.2 (re-run the job)")
-        res = (lambda n: z[k + n].astype(np.float64) if k + n in z else None)
+        def res(n: str, k: str = k) -> np.ndarray | None:
+            return z[k + n].astype(np.float64) if k + n in z else None
+
         empty = np.zeros(0)
         out.append({
             "name": name, "labels": z[k + "labels"], "sensors": [str(s) for s in z[k + "sensors"]],
