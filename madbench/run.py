@@ -397,7 +397,9 @@ def main(cfg: DictConfig, run_dir: Path | str) -> pd.DataFrame:
         if cfg.get("rescore"):
             from madbench.evaluate import rescore_all
 
-            rescore_all([run_dir], list(cfg.rescore), progress=False)
+            done, errors = rescore_all([run_dir], list(cfg.rescore), progress=False)
+            log.info("rescore: %d variant(s) written under %s%s", len(done), run_dir / "rescored",
+                     f", {len(errors)} failed (their rows say why)" if errors else "")
         return df
     except MadbenchError as e:
         exit_code = 1
