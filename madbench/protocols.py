@@ -185,7 +185,7 @@ class M2AD(Protocol):
         return np.nan_to_num(e.p, nan=1.0) < (self.alpha or DEFAULT_ALPHA), e.status
 
     def evaluate(self, entities, anomaly_ratio=None):
-        rows, tp, fp, fn = [], 0, 0, 0
+        rows, tp, fp, fn, flagged, steps = [], 0, 0, 0, 0, 0
         for e in entities:
             flags, calibration = self._flags(e)
             found = intervals(flags, e.score, self.padding)
@@ -199,14 +199,19 @@ class M2AD(Protocol):
             m = M.evaluate(e.labels[ok], e.score[ok], pred[ok], self.window)
             m.update({"event_tp": etp, "event_fp": efp, "event_fn": efn})
             m.update(M.event_scores(etp, efp, efn))
+            # event overlap rewards wide intervals (one interval over the whole test split has
+            # fp = 0 and fn = 0), so every row says how much of the split was flagged
             rows.append(self._row(e, m, self.alpha if self.alpha is not None else np.nan,
                              n_scored=int(ok.sum()), n_missing=int((~ok).sum()), n_detected=len(detected),
+                             detected_fraction=float(pred.mean()) if pred.size else np.nan,
                              calibration=calibration))
             tp, fp, fn = tp + etp, fp + efp, fn + efn
+            flagged, steps = flagged + int(pred.sum()), steps + pred.size
         if rows:
             agg = {"event_tp": tp, "event_fp": fp, "event_fn": fn}
             agg.update(M.event_scores(tp, fp, fn))
-            rows.append(self._row("ALL", agg, np.nan, aggregate="sum", n_entities=len(entities)))
+            rows.append(self._row("ALL", agg, np.nan, aggregate="sum", n_entities=len(entities),
+                                  detected_fraction=flagged / steps if steps else np.nan))
         return rows
 
 

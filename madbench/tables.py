@@ -6,7 +6,9 @@
 RESULTS is a collected CSV (``madbench-collect``) or a directory of run dirs (collected
 on the fly). Prints the table and writes it as CSV, Markdown and LaTeX (default: beside
 RESULTS). Event F1/F0.5 are recomputed from tp/fp/fn summed over the entities of one seed,
-then averaged over seeds (std with ddof=1, as the paper's figures are). Where our entity
+then averaged over seeds (std with ddof=1, as the paper's figures are). ``flagged`` is the
+mean share of test steps inside detected intervals: event overlap rewards wide intervals
+(one over a whole split scores tp = all events, fp = 0), so read F1 next to it. Where our entity
 set differs from the paper's (e.g. the 19 SMD machines available here), the paper's
 figure is also recomputed on the same entities from the authors' per-signal results.
 """
@@ -48,8 +50,11 @@ def load_results(path: Path) -> pd.DataFrame:
 def per_seed(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Per (by..., seed): tp/fp/fn summed over entities, then P, R, F1, F0.5."""
     ent = df[(df["protocol"] == "m2ad") & (df["entity"] != "ALL") & (df["status"] == "ok")]
+    if "detected_fraction" not in ent:  # results written before the column existed
+        ent = ent.assign(detected_fraction=np.nan)
     g = ent.groupby(by + ["seed"]).agg(event_tp=("event_tp", "sum"), event_fp=("event_fp", "sum"),
                                        event_fn=("event_fn", "sum"), n_entities=("entity", "nunique"),
+                                       detected_fraction=("detected_fraction", "mean"),
                                        entities=("entity", lambda s: tuple(sorted(set(s))))).reset_index()
     tp, fp, fn = g.event_tp.to_numpy(float), g.event_fp.to_numpy(float), g.event_fn.to_numpy(float)
     g["precision"] = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
@@ -66,6 +71,7 @@ def summarise(g: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         seeds=("seed", "nunique"), n_entities=("n_entities", "max"), entities=("entities", "first"),
         events=("event_tp", lambda s: int(s.iloc[0] + g.loc[s.index[0], "event_fn"])),
         precision_mean=("precision", "mean"), recall_mean=("recall", "mean"),
+        detected_fraction=("detected_fraction", "mean"),
         f1_mean=("f1", "mean"), f1_std=("f1", sd), f05_mean=("f05", "mean"), f05_std=("f05", sd)).reset_index()
 
 
@@ -97,7 +103,7 @@ def m2ad_table2(df: pd.DataFrame) -> pd.DataFrame:
                                                    .query("pipeline == 'M2AD' and dataset == @ds.upper()").signal))
         rows.append({
             "dataset": ds.upper() + ("" if full else f" ({r.n_entities} entities)"),
-            "seeds": r.seeds, "entities": r.n_entities, "events": r.events,
+            "seeds": r.seeds, "entities": r.n_entities, "events": r.events, "detected_fraction": r.detected_fraction,
             "ours_f1": r.f1_mean, "ours_f1_std": r.f1_std, "ours_f05": r.f05_mean, "ours_f05_std": r.f05_std,
             "paper_f1": p.f1_mean if p is not None else np.nan, "paper_f1_std": p.f1_std if p is not None else np.nan,
             "paper_f05": p.f05_mean if p is not None else np.nan,
@@ -130,7 +136,8 @@ def m2ad_ablation(df: pd.DataFrame) -> pd.DataFrame:
     order = {label: i for i, (label, _) in enumerate(ABLATION_NAMES.values())}
     s = s.sort_values(["dataset", "variant"], key=lambda col: col.map(lambda v: order.get(v, len(order)))
                       if col.name == "variant" else col, kind="stable")
-    return s[["dataset", "variant", "seeds", "n_entities", "events", "precision_mean", "recall_mean", "f1_mean", "f1_std",
+    return s[["dataset", "variant", "seeds", "n_entities", "events", "detected_fraction", "precision_mean", "recall_mean",
+              "f1_mean", "f1_std",
               "f05_mean", "f05_std", "paper_f1_mean", "paper_f1_std", "paper_f05_mean", "paper_f05_std",
               "paper_same_entities_f1", "paper_same_entities_f1_std"]].reset_index(drop=True)
 
@@ -154,7 +161,8 @@ def render(name: str, t: pd.DataFrame) -> pd.DataFrame:
             "F1 paper (same entities)": [_pm(a, b) for a, b in zip(t.paper_same_entities_f1, t.paper_same_entities_f1_std)],
             "F0.5 ours": [_pm(a, b) for a, b in zip(t.ours_f05, t.ours_f05_std)],
             "F0.5 paper": [_pm(a, b) for a, b in zip(t.paper_f05, t.paper_f05_std)],
-            "ΔF1": [f"{d:+.3f}" if d == d else "—" for d in t.delta_f1]})
+            "ΔF1": [f"{d:+.3f}" if d == d else "—" for d in t.delta_f1],
+            "flagged": [f"{f:.1%}" if f == f else "—" for f in t.detected_fraction]})
     return pd.DataFrame({
         "dataset": t.dataset, "variant": t.variant, "seeds": t.seeds,
         "F1 ours": [_pm(a, b) for a, b in zip(t.f1_mean, t.f1_std)],
@@ -162,7 +170,8 @@ def render(name: str, t: pd.DataFrame) -> pd.DataFrame:
         "F1 paper M2AD (same entities)": [_pm(a, b) for a, b in zip(t.paper_same_entities_f1,
                                                                      t.paper_same_entities_f1_std)],
         "F0.5 ours": [_pm(a, b) for a, b in zip(t.f05_mean, t.f05_std)],
-        "F0.5 paper (28 machines)": [_pm(a, b) for a, b in zip(t.paper_f05_mean, t.paper_f05_std)]})
+        "F0.5 paper (28 machines)": [_pm(a, b) for a, b in zip(t.paper_f05_mean, t.paper_f05_std)],
+        "flagged": [f"{f:.1%}" if f == f else "—" for f in t.detected_fraction]})
 
 
 def main(argv=None) -> None:
