@@ -74,12 +74,12 @@ def load_series(run_dir: Path, needs_residuals: bool) -> list[dict]:
     out = []
     for name in meta["entities"]:
         k = f"{name}__"
-        need = ["train_step", "step"] + (["train_residuals", "residuals"] if needs_residuals else [])
+        need = ["train_residuals", "residuals"] if needs_residuals else ["train_step", "step"]
         missing = [n for n in need if k + n not in z]
         if missing:
-            what = "per-sensor residuals" if "residuals" in missing else "train step scores"
-            raise DataError(f"{path}: entity {name} has no {', '.join(missing)}; re-scoring needs the {what} that "
-                            "jobs keep since madbench 0.2 (re-run the job)")
+            what = "per-sensor residuals" if needs_residuals else "step scores"
+            raise DataError(f"{path}: entity {name} has no {', '.join(missing)}; re-scoring needs the train and test "
+                            f"{what}, which runs written before re-scoring existed lack (re-run the job)")
         def res(n: str, k: str = k) -> np.ndarray | None:
             return z[k + n].astype(np.float64) if k + n in z else None
 
@@ -88,8 +88,9 @@ def load_series(run_dir: Path, needs_residuals: bool) -> list[dict]:
             "name": name, "labels": z[k + "labels"], "sensors": [str(s) for s in z[k + "sensors"]],
             "groups": (meta.get("groups") or {}).get(name),
             "val_mask": z[k + "val_mask"].astype(bool), "window": int(meta["window"]),
-            "train": SeriesScores(step=z[k + "train_step"], residuals=res("train_residuals"), window=empty,
-                                  window_start=empty.astype(int)),
+            # a residual-based scorer never reads the step scores: NaN stands in where absent
+            "train": SeriesScores(step=res("train_step") if k + "train_step" in z else np.full(len(z[k + "val_mask"]), np.nan),
+                                  residuals=res("train_residuals"), window=empty, window_start=empty.astype(int)),
             "test": SeriesScores(step=z[k + "step"], residuals=res("residuals"), window=z[k + "window_score"],
                                  window_start=z[k + "window_start"]),
         })
@@ -242,7 +243,8 @@ def rescore_all(paths: list[Path], overrides: list[str], progress: bool = True) 
         try:
             out = rescore(run_dir, combo)
         except MadbenchError as e:
-            errors.append(f"{run_dir} [{' '.join(combo)}]: {e}")
+            shown = " ".join(combo).replace("$\\{", "${").replace("\\}", "}")  # the sweeper's escapes
+            errors.append(f"{run_dir} [{shown}]: {e}")
             log.error("re-scoring failed: %s", errors[-1])
             continue
         if out is not None:

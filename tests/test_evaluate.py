@@ -141,3 +141,17 @@ def test_a_variant_is_logged_to_wandb_like_a_job(tmp_path):
     assert info["exit"] == 0
     mine = df[(df.protocol == "m2ad") & (df.entity == "ALL")].iloc[0]
     assert float(info["summary"]["m2ad/sum/event_tp"]) == mine.event_tp
+
+
+def test_residual_scoring_does_not_need_the_step_scores(m2ad_run, tmp_path):
+    """Runs written between the two additions keep residuals but no train step scores."""
+    import shutil
+
+    d = tmp_path / "older"
+    shutil.copytree(m2ad_run, d, ignore=shutil.ignore_patterns("rescored"))
+    z = {k: v for k, v in np.load(d / "scores.npz").items() if not k.endswith("train_step")}
+    np.savez(d / "scores.npz", **z)
+    out_dir, df = E.rescore(d, ["scoring.calibration=chi2"])
+    assert (df.status == "ok").all()
+    with pytest.raises(DataError, match="has no train_step"):
+        E.rescore(d, ["scoring=raw"])
