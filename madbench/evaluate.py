@@ -167,7 +167,9 @@ def check_rescorable(overrides: list[str]) -> None:
 
 
 def _slug(overrides: list[str], hash_: str) -> str:
-    parts = [f"{_key(o).split('.')[-1]}-{o.split('=', 1)[1]}" for o in overrides]
+    # labels (name, tags, ...) say nothing about the variant: the hash keeps dirs apart
+    parts = [f"{_key(o).split('.')[-1]}-{o.split('=', 1)[1]}" for o in overrides
+             if _key(o) not in ("name", "experiment_name", "tags", "logger")]
     text = re.sub(r"[^A-Za-z0-9._+-]+", "_", "+".join(parts))[:80].strip("_") or "variant"
     return f"{text}-{hash_[:6]}"
 

@@ -91,18 +91,21 @@ def m2ad_table2(df: pd.DataFrame) -> pd.DataFrame:
     df = df[df["scoring"] == "m2ad"]
     if df.empty:
         raise SystemExit("madbench-tables: error: no scoring=m2ad results with protocol m2ad in RESULTS")
-    s = summarise(per_seed(df, ["dataset"]), ["dataset"])
+    # one row per dataset and run name: a directory may also hold other configs (e.g. the
+    # ablation's re-scored variants), which must not be pooled into the same counts
+    s = summarise(per_seed(df, ["dataset", "name"]), ["dataset", "name"])
+    names_per_ds = s.groupby("dataset")["name"].transform("nunique")
     paper = pd.read_csv(PAPER_DIR / "m2ad_table2.csv")
     paper = paper[paper.pipeline == "M2AD"].set_index(paper[paper.pipeline == "M2AD"].dataset.str.lower())
     rows = []
-    for _, r in s.iterrows():
+    for (_, r), n_names in zip(s.iterrows(), names_per_ds):
         ds = str(r.dataset).lower()
         p = paper.loc[ds] if ds in paper.index else None
         pf1, pf1s, pf05, pf05s, n_paper = paper_on_entities(ds, r.entities)
         full = p is not None and n_paper == len(set(pd.read_csv(PAPER_DIR / "m2ad_benchmark_per_signal.csv")
                                                    .query("pipeline == 'M2AD' and dataset == @ds.upper()").signal))
         rows.append({
-            "dataset": ds.upper() + ("" if full else f" ({r.n_entities} entities)"),
+            "dataset": ds.upper() + ("" if full else f" ({r.n_entities} entities)") + (f" · {r['name']}" if n_names > 1 else ""),
             "seeds": r.seeds, "entities": r.n_entities, "events": r.events, "detected_fraction": r.detected_fraction,
             "ours_f1": r.f1_mean, "ours_f1_std": r.f1_std, "ours_f05": r.f05_mean, "ours_f05_std": r.f05_std,
             "paper_f1": p.f1_mean if p is not None else np.nan, "paper_f1_std": p.f1_std if p is not None else np.nan,
@@ -121,6 +124,9 @@ def m2ad_ablation(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         raise SystemExit("madbench-tables: error: no scoring=m2ad results in RESULTS")
     s = summarise(per_seed(df, ["dataset", "name"]), ["dataset", "name"])
+    arm = s["name"].map(lambda n: str(n).split("-")[-1] in ABLATION_NAMES)
+    if arm.any():  # e.g. the trained run the arms were re-scored from, under its own name
+        s = s[arm]
     paper = pd.read_csv(PAPER_DIR / "m2ad_ablation.csv").set_index("pipeline")
     known = s["name"].map(lambda n: ABLATION_NAMES.get(str(n).split("-")[-1], (str(n), None)))
     s["variant"] = known.map(lambda k: k[0])

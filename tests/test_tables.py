@@ -72,6 +72,15 @@ def test_table2_mean_std_over_seeds_and_paper_on_the_same_channels():
     assert r.detected_fraction == pytest.approx((0.15 + 0.05) / 2)
 
 
+def test_table2_keeps_other_configs_in_the_same_directory_apart():
+    both = rows("msl", "m2ad_table2-msl", COUNTS) + rows("msl", "m2ad_ablation-normal+chi2", {0: {"C-1": (0, 5, 2)}})
+    t = T.m2ad_table2(results_frame(both))
+    assert len(t) == 2 and sorted(t.events) == [2, 4]
+    assert set(t.dataset) == {"MSL (2 entities) · m2ad_table2-msl", "MSL (1 entities) · m2ad_ablation-normal+chi2"}
+    ablation = T.m2ad_ablation(results_frame(both))  # only the arms; the other run is left out
+    assert ablation.variant.tolist() == ["Normal + chi2"]
+
+
 def test_table2_on_every_paper_channel_is_labelled_as_the_dataset():
     with open(PER_SIGNAL) as f:
         msl = sorted({r["signal"] for r in csv.DictReader(f) if r["pipeline"] == "M2AD" and r["dataset"] == "MSL"})
