@@ -267,11 +267,16 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> pd.DataFrame:
     ratio = OmegaConf.select(cfg, "dataset.anomaly_ratio", default=None)
     old = tcsv.read_results(run_dir) if (run_dir / "results.csv").exists() else pd.DataFrame()
     ident = old.iloc[0].to_dict() if len(old) else {}
+    sizes = {}  # per entity, the sizes and timings of the run (the protocols do not recompute them)
+    if len(old):
+        for ent, g in old.groupby("entity"):
+            sizes[ent] = {c: g[c].iloc[0] for c in tcsv.SIZE_COLUMNS if c in g and g[c].notna().any()}
     rows = []
     for name, pcfg in cfg.protocol.items():
         for r in P.build(name, OmegaConf.to_container(pcfg, resolve=True)).evaluate(entities, anomaly_ratio=ratio):
             base = {k: ident.get(k) for k in tcsv.ID_COLUMNS if k not in r}
             base.update({"status": "ok", "error": ""})
+            base.update({k: v for k, v in sizes.get(r["entity"], {}).items() if k not in r})
             rows.append(base | r)
     new = tcsv.results_frame(rows)
     kept = old[~old["protocol"].isin(list(cfg.protocol))] if len(old) else old

@@ -106,6 +106,11 @@ def test_cli_in_place_protocol_reevaluation_keeps_other_rows(tmp_path):
     after = pd.read_csv(d / "results.csv")
     assert set(after.protocol) == {"strict", "tslib"} and set(after.config_hash) == set(before.config_hash)
     pd.testing.assert_frame_equal(_metric_rows(after[after.protocol == "strict"]), _metric_rows(before))
+    # sizes and timings are the run's, carried over to the new protocol's rows
+    tslib = after[(after.protocol == "tslib") & (after.entity != "ALL")].set_index("entity")
+    strict = before[before.entity != "ALL"].set_index("entity")
+    for c in ("n_train", "epochs_run", "fit_seconds"):
+        assert (tslib[c] == strict.loc[tslib.index, c]).all(), c
     assert not (d / "rescored").exists()
 
 

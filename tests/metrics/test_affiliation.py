@@ -46,7 +46,10 @@ def test_matches_reference_on_vectors(pair):
 @st.composite
 def float_events(draw, max_n=6, lo=0.0, hi=100.0):
     n = draw(st.integers(0, max_n))
-    pts = draw(st.lists(st.floats(lo, hi, allow_nan=False), min_size=2 * n, max_size=2 * n, unique=True))
+    # no subnormals: event bounds below 2.2e-308 are no timestamp, and there the reference's
+    # own per-event precision is NaN (hypothesis found gt [(0, 5e-324), (1e-308, 1)], pred [(0, 1)])
+    pts = draw(st.lists(st.floats(lo, hi, allow_nan=False, allow_subnormal=False), min_size=2 * n, max_size=2 * n,
+                        unique=True))
     pts = sorted(pts)
     return [(pts[2 * i], pts[2 * i + 1]) for i in range(n)]
 
