@@ -221,12 +221,12 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None) ->
         exit_code = 1
         job.finalize([], "failed", str(e), started)
         raise
+    except Exception as e:  # an unexpected bug: still failed rows, with the type named
+        exit_code = 1
+        job.finalize([], "failed", f"{type(e).__name__}: {e}", started)
+        raise
     finally:
-        for lg in job.loggers:
-            try:
-                lg.finish(exit_code)
-            except Exception as fe:  # never mask the variant's own error
-                log.warning("logger finish failed: %s", fe)
+        job.finish_loggers(exit_code)
     return out_dir, df
 
 
@@ -244,9 +244,9 @@ def rescore_all(paths: list[Path], overrides: list[str], progress: bool = True) 
     for run_dir, combo in tqdm(tasks, desc="re-scoring", unit="variant", disable=not progress or len(tasks) == 1):
         try:
             out = rescore(run_dir, combo)
-        except MadbenchError as e:
+        except Exception as e:  # a variant never takes down the others, nor the job that asked for it
             shown = " ".join(combo).replace("$\\{", "${").replace("\\}", "}")  # the sweeper's escapes
-            errors.append(f"{run_dir} [{shown}]: {e}")
+            errors.append(f"{run_dir} [{shown}]: {e if isinstance(e, MadbenchError) else f'{type(e).__name__}: {e}'}")
             log.error("re-scoring failed: %s", errors[-1])
             continue
         if out is not None:

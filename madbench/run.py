@@ -150,6 +150,15 @@ class Job:
                 OmegaConf.to_container(self.cfg, resolve=True) | {"config_hash": self.hash},
                 self.run_dir, f"{self.cfg.name}-s{self.cfg.seed}-{self.hash[:6]}", group, tags, self.run_id))
 
+    def finish_loggers(self, exit_code: int) -> None:
+        """Always called, on success or failure; a sink that fails to close never masks the
+        job's own error."""
+        for lg in self.loggers:
+            try:
+                lg.finish(exit_code)
+            except Exception as fe:
+                log.warning("logger finish failed: %s", fe)
+
     def on_epoch(self, entity: str):
         def cb(rec):
             self.train_log.append({"entity": entity, **rec})
@@ -410,8 +419,4 @@ def main(cfg: DictConfig, run_dir: Path | str) -> pd.DataFrame:
         job.finalize([], "failed", f"{type(e).__name__}: {e}", started)
         raise
     finally:
-        for lg in job.loggers:
-            try:
-                lg.finish(exit_code)
-            except Exception as fe:  # never mask the run's own error
-                log.warning("logger finish failed: %s", fe)
+        job.finish_loggers(exit_code)

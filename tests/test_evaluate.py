@@ -160,3 +160,23 @@ def test_residual_scoring_does_not_need_the_step_scores(m2ad_run, tmp_path):
     assert (df.status == "ok").all()
     with pytest.raises(DataError, match="has no train_step"):
         E.rescore(d, ["scoring=raw"])
+
+
+def test_a_crashing_variant_leaves_the_job_ok(tmp_path, monkeypatch):
+    """An unexpected error while re-scoring is a failed variant, never a failed job."""
+    from madbench.scoring.scorers import M2ADScoring
+
+    real_fit = M2ADScoring.fit
+
+    def fit(self, *a, **kw):
+        if self.calibration == "chi2":
+            raise RuntimeError("boom")
+        return real_fit(self, *a, **kw)
+
+    monkeypatch.setattr(M2ADScoring, "fit", fit)
+    df = run.main(compose_cfg(M2AD + ["dataset.n_systems=1", 'rescore=["scoring.calibration=chi2,std4"]']),
+                  tmp_path / "run")
+    assert (df.status == "ok").all() and (pd.read_csv(tmp_path / "run" / "results.csv").status == "ok").all()
+    status = {p.name.split("-")[1]: pd.read_csv(p / "results.csv") for p in (tmp_path / "run" / "rescored").iterdir()}
+    assert set(status["std4"].status) == {"ok"} and set(status["chi2"].status) == {"failed"}
+    assert status["chi2"].error.str.contains("RuntimeError: boom").all()
