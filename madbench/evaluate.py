@@ -97,6 +97,19 @@ def load_series(run_dir: Path, needs_residuals: bool) -> list[dict]:
     return out
 
 
+def read_results(run_dir: Path) -> pd.DataFrame:
+    """The run's ``results.csv``, or an empty frame when it has none."""
+    return tcsv.read_results(run_dir) if (Path(run_dir) / "results.csv").exists() else pd.DataFrame()
+
+
+def entity_sizes(results: pd.DataFrame, columns) -> dict[str, dict]:
+    """Per entity, the ``columns`` its result rows carry (sizes, timings)."""
+    if "entity" not in results:
+        return {}
+    return {ent: {c: g[c].iloc[0] for c in columns if c in g and g[c].notna().any()}
+            for ent, g in results.groupby("entity")}
+
+
 def find_run_dirs(path: Path) -> list[Path]:
     """``path`` itself when it is a run dir, else every run dir below it (variants under
     ``rescored/`` excluded: they hold no residuals to re-score)."""
@@ -204,14 +217,10 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None) ->
     try:
         validate(cfg)
         job.start_loggers()
-        old = tcsv.read_results(run_dir) if (run_dir / "results.csv").exists() else pd.DataFrame()
+        sizes = entity_sizes(read_results(run_dir), SIZE_COLUMNS)
         for ent in load_series(run_dir, needs_residuals=bool(cfg.scoring.get("needs_residuals"))):
-            sizes = {}
-            if len(old) and "entity" in old:
-                mine = old[old["entity"] == ent["name"]]
-                sizes = {c: mine[c].iloc[0] for c in SIZE_COLUMNS if c in mine and len(mine)}
             job.add_scores(ent["name"], ent["labels"], ent["sensors"], ent["groups"], ent["train"], ent["test"],
-                           ent["val_mask"], ent["window"], sizes)
+                           ent["val_mask"], ent["window"], sizes.get(ent["name"], {}))
         if (run_dir / "train_log.csv").exists():
             job.train_log = pd.read_csv(run_dir / "train_log.csv").to_dict("records")
         df = job.finalize(job.evaluate(), "ok", "", started)
@@ -265,12 +274,9 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> pd.DataFrame:
     cfg = apply_overrides(OmegaConf.load(cfg_path), overrides)
     entities = load_scores(run_dir)
     ratio = OmegaConf.select(cfg, "dataset.anomaly_ratio", default=None)
-    old = tcsv.read_results(run_dir) if (run_dir / "results.csv").exists() else pd.DataFrame()
+    old = read_results(run_dir)
     ident = old.iloc[0].to_dict() if len(old) else {}
-    sizes = {}  # per entity, the sizes and timings of the run (the protocols do not recompute them)
-    if len(old):
-        for ent, g in old.groupby("entity"):
-            sizes[ent] = {c: g[c].iloc[0] for c in tcsv.SIZE_COLUMNS if c in g and g[c].notna().any()}
+    sizes = entity_sizes(old, tcsv.SIZE_COLUMNS)  # the protocols do not recompute them
     rows = []
     for name, pcfg in cfg.protocol.items():
         for r in P.build(name, OmegaConf.to_container(pcfg, resolve=True)).evaluate(entities, anomaly_ratio=ratio):

@@ -15,6 +15,7 @@ figure is also recomputed on the same entities from the authors' per-signal resu
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -75,10 +76,17 @@ def summarise(g: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         f1_mean=("f1", "mean"), f1_std=("f1", sd), f05_mean=("f05", "mean"), f05_std=("f05", sd)).reset_index()
 
 
+@functools.lru_cache(maxsize=1)
+def _paper_m2ad_signals() -> pd.DataFrame:
+    """M2AD's rows of the authors' per-signal results (read once per process)."""
+    d = pd.read_csv(PAPER_DIR / "m2ad_benchmark_per_signal.csv")
+    return d[d.pipeline == "M2AD"]
+
+
 def paper_on_entities(dataset: str, entities: tuple) -> tuple[float, float, float, float, int]:
     """M2AD's published per-signal results restricted to ``entities``: (f1, std, f05, std, n)."""
-    d = pd.read_csv(PAPER_DIR / "m2ad_benchmark_per_signal.csv")
-    d = d[(d.pipeline == "M2AD") & (d.dataset.str.upper() == dataset.upper()) & d.signal.isin(entities)]
+    d = _paper_m2ad_signals()
+    d = d[(d.dataset.str.upper() == dataset.upper()) & d.signal.isin(entities)]
     if d.empty:
         return (np.nan,) * 4 + (0,)
     it = d.groupby("iteration")[["tp", "fp", "fn"]].sum()
@@ -102,8 +110,8 @@ def m2ad_table2(df: pd.DataFrame) -> pd.DataFrame:
         ds = str(r.dataset).lower()
         p = paper.loc[ds] if ds in paper.index else None
         pf1, pf1s, pf05, pf05s, n_paper = paper_on_entities(ds, r.entities)
-        full = p is not None and n_paper == len(set(pd.read_csv(PAPER_DIR / "m2ad_benchmark_per_signal.csv")
-                                                   .query("pipeline == 'M2AD' and dataset == @ds.upper()").signal))
+        paper_signals = _paper_m2ad_signals()
+        full = p is not None and n_paper == paper_signals[paper_signals.dataset == ds.upper()].signal.nunique()
         rows.append({
             "dataset": ds.upper() + ("" if full else f" ({r.n_entities} entities)") + (f" · {r['name']}" if n_names > 1 else ""),
             "seeds": r.seeds, "entities": r.n_entities, "events": r.events, "detected_fraction": r.detected_fraction,

@@ -1,6 +1,8 @@
-"""Hypothesis strategies shared by the metric tests: small series with event structure."""
+"""Hypothesis strategies shared by the metric tests (small series with event structure), and
+the comparison they all use against the references."""
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -12,6 +14,11 @@ from hypothesis import strategies as st
 # To explore new cases locally: MADBENCH_HYPOTHESIS_EXPLORE=1 pytest tests/metrics
 PROPERTY = settings(max_examples=200, deadline=None, derandomize=not os.environ.get("MADBENCH_HYPOTHESIS_EXPLORE"),
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def same(a: float, b: float, tol: float = 1e-6) -> bool:
+    """Equal within ``tol``, or both NaN (a metric that does not apply)."""
+    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol
 
 
 @st.composite

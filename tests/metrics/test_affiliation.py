@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from madbench.metrics import affiliation, affiliation_from_events
 
-from .strategies import PROPERTY, label_pred_pairs
+from .strategies import PROPERTY, label_pred_pairs, same
 
 
 def _reference():
@@ -18,10 +18,6 @@ def _reference():
     from vus.affiliation.generics import convert_vector_to_events
     from vus.affiliation.metrics import pr_from_events
     return convert_vector_to_events, pr_from_events
-
-
-def _same(a, b, tol=1e-6):
-    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol
 
 
 @PROPERTY
@@ -36,8 +32,8 @@ def test_matches_reference_on_vectors(pair):
         assert all(math.isnan(v) for v in ours.values())
         return
     ref = pr_from_events(to_events(p), to_events(y), (0, y.size))
-    assert _same(ours["aff_precision"], ref["Affiliation_Precision"]), (ours, ref)
-    assert _same(ours["aff_recall"], ref["Affiliation_Recall"]), (ours, ref)
+    assert same(ours["aff_precision"], ref["Affiliation_Precision"]), (ours, ref)
+    assert same(ours["aff_recall"], ref["Affiliation_Recall"]), (ours, ref)
     P, R = ours["aff_precision"], ours["aff_recall"]
     if P + R > 0:
         assert ours["aff_f1"] == pytest.approx(2 * P * R / (P + R))
@@ -64,8 +60,8 @@ def test_matches_reference_on_real_valued_events(gt, pred):
         return
     ref = pr_from_events(pred, gt, (0.0, 100.0))
     ours = affiliation_from_events(pred, gt, (0.0, 100.0))
-    assert _same(ours["aff_precision"], ref["Affiliation_Precision"]), (ours, ref)
-    assert _same(ours["aff_recall"], ref["Affiliation_Recall"]), (ours, ref)
+    assert same(ours["aff_precision"], ref["Affiliation_Precision"]), (ours, ref)
+    assert same(ours["aff_recall"], ref["Affiliation_Recall"]), (ours, ref)
 
 
 def test_get_metrics_uses_score_above_half():

@@ -12,7 +12,7 @@ from hypothesis import given
 from madbench.metrics import range_auc, vus
 from madbench.metrics.range import range_and_vus
 
-from .strategies import PROPERTY, labelled_scores
+from .strategies import PROPERTY, labelled_scores, same
 
 
 def _vus_reference():
@@ -20,10 +20,6 @@ def _vus_reference():
     from vus.analysis.robustness_eval import generate_curve
     from vus.utils.metrics import metricor
     return metricor, generate_curve
-
-
-def _close(a, b, tol=1e-6):
-    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol
 
 
 @PROPERTY
@@ -36,8 +32,8 @@ def test_range_auc_matches_reference(case):
         warnings.simplefilter("ignore")  # the reference divides 0/0 when every step is labelled
         r_roc, r_pr, *_ = metricor().RangeAUC(labels=y, score=s, window=w, plot_ROC=True)
     ours = range_auc(y, s, w)
-    assert _close(ours["r_auc_roc"], r_roc), (ours, r_roc)
-    assert _close(ours["r_auc_pr"], r_pr), (ours, r_pr)
+    assert same(ours["r_auc_roc"], r_roc), (ours, r_roc)
+    assert same(ours["r_auc_pr"], r_pr), (ours, r_pr)
 
 
 # the reference VUS loops over windows x 250 thresholds x segments in Python: shorter series
@@ -51,10 +47,10 @@ def test_vus_matches_reference(case):
         warnings.simplefilter("ignore")
         *_, v_roc, v_pr = generate_curve(y, s, w, "opt", 250)
     ours = range_and_vus(y, s, w)
-    assert _close(ours["vus_roc"], v_roc), (ours, v_roc)
-    assert _close(ours["vus_pr"], v_pr), (ours, v_pr)
+    assert same(ours["vus_roc"], v_roc), (ours, v_roc)
+    assert same(ours["vus_pr"], v_pr), (ours, v_pr)
     alone = {**range_auc(y, s, w), **vus(y, s, w)}
-    assert all(_close(ours[k], alone[k], 0.0) for k in ours)
+    assert all(same(ours[k], alone[k], 0.0) for k in ours)
 
 
 @pytest.mark.parametrize("thre", [1, 7, 64])
@@ -66,7 +62,7 @@ def test_vus_threshold_count_matches_reference(thre):
     s = np.round(rng.random(300) + 0.5 * y, 2)
     *_, v_roc, v_pr = generate_curve(y, s, 12, "opt", thre)
     ours = vus(y, s, 12, thresholds=thre)
-    assert _close(ours["vus_roc"], v_roc) and _close(ours["vus_pr"], v_pr)
+    assert same(ours["vus_roc"], v_roc) and same(ours["vus_pr"], v_pr)
 
 
 def test_hand_worked_no_buffer():

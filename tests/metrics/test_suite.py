@@ -12,15 +12,11 @@ from hypothesis import given, settings
 
 import madbench.metrics as M
 
-from .strategies import PROPERTY, labelled_scores
+from .strategies import PROPERTY, labelled_scores, same
 
 EXPECTED_COLUMNS = ("precision, recall, f1, f05, pa_f1, event_tp, event_fp, event_fn, event_precision, "
                     "event_recall, event_f1, event_f05, aff_precision, aff_recall, aff_f1, r_auc_roc, "
                     "r_auc_pr, vus_roc, vus_pr, auc_roc, auc_pr").split(", ")
-
-
-def _same(a, b, tol=1e-6):
-    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol
 
 
 def test_metric_columns_exact():
@@ -36,8 +32,8 @@ def test_evaluate_is_the_union_of_its_parts(case):
     out = M.evaluate(y, s, pred, w)
     assert list(out) == EXPECTED_COLUMNS
     parts = {**M.threshold_free(y, s, w), **M.threshold_dependent(y, pred)}
-    assert all(_same(out[c], parts[c], 0.0) for c in EXPECTED_COLUMNS)
-    assert all(_same(out[k], v, 0.0) for k, v in M.point_prf(y, pred).items())
+    assert all(same(out[c], parts[c], 0.0) for c in EXPECTED_COLUMNS)
+    assert all(same(out[k], v, 0.0) for k, v in M.point_prf(y, pred).items())
     assert out["pa_f1"] == M.pa_f1(y, pred) or math.isnan(out["pa_f1"])
     assert (out["event_tp"], out["event_fp"], out["event_fn"]) == M.event_counts(y, pred)
     for c in EXPECTED_COLUMNS:  # every value is a plain number
@@ -81,7 +77,7 @@ def test_against_vus_get_metrics_all(case):
     for ours, theirs in [("r_auc_roc", "R_AUC_ROC"), ("r_auc_pr", "R_AUC_PR"), ("vus_roc", "VUS_ROC"),
                          ("vus_pr", "VUS_PR"), ("auc_roc", "AUC_ROC"), ("auc_pr", "AUC_PR"),
                          ("aff_precision", "Affiliation_Precision"), ("aff_recall", "Affiliation_Recall")]:
-        assert _same(out[ours], float(ref[theirs])), (ours, out[ours], ref[theirs])
+        assert same(out[ours], float(ref[theirs])), (ours, out[ours], ref[theirs])
 
 
 def test_vus_is_never_imported_at_run_time():
