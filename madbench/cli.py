@@ -63,13 +63,13 @@ def _objective_value(run_dir: Path, metric: str) -> float | None:
 
     import pandas as pd
 
-    from madbench.run import Job
+    from madbench.results import RunResults
 
     src = run_dir
     if (run_dir / "skipped.json").exists():
         src = Path(json.loads((run_dir / "skipped.json").read_text())["done_in"])
     try:
-        value = Job.mean_best_val_loss(pd.read_csv(src / "train_log.csv"))
+        value = RunResults.mean_best_val_loss(pd.read_csv(src / "train_log.csv"))
     except (FileNotFoundError, pd.errors.EmptyDataError):
         return None
     return value if math.isfinite(value) else None
@@ -98,7 +98,7 @@ def collect(argv=None) -> None:
 
 def evaluate(argv=None) -> None:
     """madbench-eval RUN_DIR [protocol=...] : recompute metrics from scores.npz."""
-    from madbench.evaluate import main as _eval
+    from madbench.rescoring import main as _eval
 
     try:
         _eval(sys.argv[1:] if argv is None else argv)

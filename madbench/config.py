@@ -77,18 +77,38 @@ def validate(cfg: DictConfig) -> None:
     check_compatible(cfg)
 
 
+def objective_class(cfg: DictConfig):
+    """The objective's class (it declares ``requires`` and ``has_residuals``)."""
+    from hydra.utils import get_class
+
+    target = OmegaConf.select(cfg, "objective._target_", default=None)
+    try:
+        return get_class(target)
+    except Exception as e:
+        raise ConfigError(f"objective={cfg.objective.name}: cannot import {target!r} ({e})") from None
+
+
 def check_compatible(cfg: DictConfig) -> None:
     """Refuse combinations that cannot work, with a one-line reason."""
     provides = list(cfg.backbone.get("provides") or [])
-    requires = cfg.objective.get("requires")
-    if requires and requires not in provides:
+    natural = list(cfg.backbone.get("objectives") or [])
+    obj = objective_class(cfg)
+    missing = [r for r in obj.requires if r not in provides]
+    if missing:
+        hint = f"; use objective={' or '.join(natural)}" if natural else ""
         raise ConfigError(
-            f"objective={cfg.objective.name} needs a backbone that gives '{requires}', but backbone={cfg.backbone.name} "
-            f"gives {provides}")
-    if cfg.scoring.get("needs_residuals") and not cfg.objective.get("residuals"):
+            f"objective={cfg.objective.name} needs a backbone that gives '{missing[0]}', but backbone={cfg.backbone.name} "
+            f"gives {provides}{hint}")
+    if cfg.scoring.get("needs_residuals") and not obj.has_residuals:
         raise ConfigError(
             f"scoring={cfg.scoring.name} needs per-sensor residuals, which objective={cfg.objective.name} does not give; "
             "use scoring=raw or a forecast/reconstruct objective")
     head = cfg.get("head") or {}
-    if head.get("name", "none") != "none" and "embedding" not in provides:
-        raise ConfigError(f"head={head.name} attaches to the backbone embedding, which backbone={cfg.backbone.name} lacks")
+    if head.get("name", "none") != "none":
+        if "embedding" not in provides:
+            raise ConfigError(f"head={head.name} attaches to a per-step embedding [B, L, d], which backbone="
+                              f"{cfg.backbone.name} does not give (it gives {provides})")
+        # the head's own parameter checks (one-line ConfigErrors naming head.<key>)
+        from madbench.results import build, node_without
+
+        build(node_without(head), f"head={head.name}")

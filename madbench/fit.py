@@ -1,9 +1,11 @@
-"""The fit and score stages: train a backbone with its objective, then score series.
+"""The fit and score stages: train a Detector (backbone + objective + heads), then score
+series.
 
 The trainer owns epochs, early stopping on validation loss, the device, autocast and the
-progress bar. Inference is always batched; scores are placed at the timestamps they
-describe (a forecast at its target step, a reconstruction averaged over the windows that
-cover a step) and steps no window describes stay NaN.
+progress bar; the method's own steps are hooks of the Detector (madbench/detector.py).
+Inference is always batched; scores are placed at the timestamps they describe (a
+forecast at its target step, a window score averaged over the windows that cover a step)
+and steps no window describes stay NaN.
 """
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import copy
 import logging
 import math
 import time
-from contextlib import nullcontext
 from functools import partial
 
 import numpy as np
@@ -49,10 +50,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Trainer:
+    """Owns epochs, the device, mixed precision, gradient clipping, the non-finite-loss
+    check, early stopping, the best-state restore and the progress bar. It names no
+    method: everything method-specific is a hook of the Detector's objective and heads."""
+
     def __init__(self, epochs: int = 35, batch_size: int = 32, patience: int = 10, val_ratio: float = 0.2,
                  device: str = "auto", precision: str = "32", optimizer=None, eval_batch_size: int = 1024,
                  grad_clip: float | None = None, progress: bool = True, inject_nan_loss: bool = False,
-                 seed: int = 0):
+                 seed: int = 0, min_delta: float = 0.0, lr_decay: float | None = None):
         self.epochs = int(epochs)
         self.batch_size = int(batch_size)
         self.patience = patience
@@ -67,112 +72,119 @@ class Trainer:
         self.progress = progress
         self.inject_nan_loss = inject_nan_loss
         self.seed = seed
+        self.min_delta = float(min_delta)
+        if lr_decay is not None and not 0.0 < float(lr_decay) <= 1.0:
+            raise ConfigError(f"trainer.lr_decay={lr_decay}; expected a factor in (0, 1] or null")
+        self.lr_decay = lr_decay
 
     # -- helpers -----------------------------------------------------------------------
-    def _autocast(self):
+    def _autocast_spec(self):
         if self.device.type == "cuda" and self.precision in ("bf16", "16"):
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
-        return nullcontext()
+            return ("cuda", torch.bfloat16 if self.precision == "bf16" else torch.float16)
+        return None
 
-    def _batch(self, windows: Windows, idx, input_cols, sensor_cols) -> dict:
+    def batch(self, windows: Windows, idx, input_cols, sensor_cols) -> dict:
         return {"x": windows.inputs(idx, input_cols), "y": windows.targets(idx, sensor_cols)}
 
+    def make_optimizer(self, params):
+        return self.optimizer(params=list(params))
+
+    def _optimizers(self, detector, ctx) -> None:
+        ctx.optimizers, ctx.schedulers = detector.configure_optimizers(self.make_optimizer, self.lr_decay)
+
     # -- fit -------------------------------------------------------------------------------
-    def fit(self, model: torch.nn.Module, objective, windows: Windows, input_cols, sensor_cols,
-            desc: str = "fit", on_epoch=None) -> list[dict]:
-        """Train ``model``; returns the per-epoch history. Restores the best-validation
-        weights. Raises TrainingError on a non-finite loss."""
+    def fit(self, detector, windows: Windows, input_cols, sensor_cols, desc: str = "fit", on_epoch=None) -> list[dict]:
+        """Train ``detector`` (a :class:`madbench.detector.Detector`); returns the per-epoch
+        history. Restores the whole Detector's best-validation state. Raises TrainingError
+        on a non-finite loss."""
+        from madbench.detector import FitContext
+
         if self.precision != "32" and self.device.type != "cuda":
             log.warning("trainer.precision=%s applies on CUDA only; running fp32 on %s", self.precision, self.device)
         rng = np.random.default_rng(self.seed)
-        model.to(self.device)
+        detector.to(self.device)
+        detector.autocast = self._autocast_spec()
         input_cols = torch.as_tensor(input_cols, device=self.device)
         sensor_cols = torch.as_tensor(sensor_cols, device=self.device)
         tr_idx, va_idx = windows.split(self.val_ratio)
         if len(tr_idx) == 0:
             raise TrainingError(f"{desc}: no training windows (series shorter than window + target)")
-        opt = self.optimizer(params=model.parameters())
+        ctx = FitContext(self, detector, windows, tr_idx, va_idx, input_cols, sensor_cols, desc)
+        if self.device.type == "cuda" and self.precision == "16":
+            ctx.scaler = torch.amp.GradScaler("cuda")
+        detector.train()
+        detector.on_fit_start(ctx)
+        self._optimizers(detector, ctx)
         history: list[dict] = []
         best, best_state, stale = math.inf, None, 0
-        use_scaler = self.device.type == "cuda" and self.precision == "16"
-        scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-        for epoch in range(self.epochs):
+        for epoch in range(1, self.epochs + 1):
             t0 = time.perf_counter()
-            model.train()
+            ctx.epoch, ctx.stage, ctx.logged = epoch, "train", {}
+            detector.train()
             order = rng.permutation(tr_idx)
-            total, n = 0.0, 0
+            sums, n = {}, 0
             batches = range(0, len(order), self.batch_size)
-            bar = tqdm(batches, desc=f"{desc} epoch {epoch + 1}/{self.epochs}", leave=False,
+            bar = tqdm(batches, desc=f"{desc} epoch {epoch}/{self.epochs}", leave=False,
                        disable=not self.progress, unit="batch")
-            for b in bar:
+            for i, b in enumerate(bar, start=1):
                 idx = order[b:b + self.batch_size]
-                batch = self._batch(windows, idx, input_cols, sensor_cols)
-                with self._autocast():
-                    out = model(batch["x"])
-                    loss = objective.loss(batch, out)
-                if self.inject_nan_loss:
-                    loss = loss * float("nan")
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"{desc}: non-finite training loss ({loss.item()}) at epoch {epoch + 1}, batch {b // self.batch_size + 1}; "
-                        "lower the learning rate, check the inputs for extreme values, or use trainer.precision=32")
-                opt.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(opt)
-                else:
-                    loss.backward()
-                if self.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
-                if scaler is not None:
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    opt.step()
-                total += loss.item() * len(idx)
+                ctx.batch_index, ctx._stepped = i, False
+                losses = detector.training_step(self.batch(windows, idx, input_cols, sensor_cols), ctx)
+                if ctx.scaler is not None and ctx._stepped:
+                    ctx.scaler.update()
+                _accumulate(sums, losses, len(idx))
                 n += len(idx)
-                bar.set_postfix(loss=f"{total / n:.4g}", refresh=False)
+                bar.set_postfix(loss=f"{sums['loss'] / n:.4g}", refresh=False)
             bar.close()
-            train_loss = total / max(n, 1)
-            val_loss = self._val_loss(model, objective, windows, va_idx, input_cols, sensor_cols) if len(va_idx) else float("nan")
-            rec = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+            train = {k: v / max(n, 1) for k, v in sums.items()}
+            ctx.stage = "val"
+            val = self._validate(detector, windows, va_idx, input_cols, sensor_cols, ctx) if len(va_idx) else {}
+            ctx.stage = "epoch_end"
+            detector.on_epoch_end(ctx)
+            for name, opt in ctx.optimizers.items():
+                ctx.logged.setdefault(f"lr_{name}", opt.param_groups[0]["lr"])
+            for sched in ctx.schedulers.values():
+                sched.step()
+            val_loss = val.get("loss", float("nan"))
+            rec = {"epoch": epoch, "train_loss": train["loss"], "val_loss": val_loss,
                    "seconds": time.perf_counter() - t0}
+            rec.update({f"train_{k}": v for k, v in train.items() if k != "loss"})
+            rec.update({f"val_{k}": v for k, v in val.items() if k != "loss"})
+            rec.update(ctx.logged)
             history.append(rec)
             if on_epoch is not None:
                 on_epoch(rec)
-            monitor = val_loss if math.isfinite(val_loss) else train_loss
-            if monitor < best:
+            monitor = val_loss if math.isfinite(val_loss) else train["loss"]
+            if monitor < best - self.min_delta:
                 best, stale = monitor, 0
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = copy.deepcopy(detector.state_dict())
             else:
                 stale += 1
                 if self.patience is not None and stale >= self.patience:
-                    log.info("%s: early stop at epoch %d (best %.4g)", desc, epoch + 1, best)
+                    log.info("%s: early stop at epoch %d (best %.4g)", desc, epoch, best)
                     break
         if best_state is not None:
-            model.load_state_dict(best_state)
+            detector.load_state_dict(best_state)
         return history
 
     @torch.no_grad()
-    def _val_loss(self, model, objective, windows, idx, input_cols, sensor_cols) -> float:
-        model.eval()
-        total = 0.0
+    def _validate(self, detector, windows, idx, input_cols, sensor_cols, ctx) -> dict:
+        detector.eval()
+        sums = {}
         for b in range(0, len(idx), self.eval_batch_size):
             j = idx[b:b + self.eval_batch_size]
-            batch = self._batch(windows, j, input_cols, sensor_cols)
-            with self._autocast():
-                out = model(batch["x"])
-                total += objective.loss(batch, out).item() * len(j)
-        return total / len(idx)
+            ctx.batch_index = b // self.eval_batch_size + 1
+            _accumulate(sums, detector.validation_step(self.batch(windows, j, input_cols, sensor_cols), ctx), len(j))
+        return {k: v / len(idx) for k, v in sums.items()}
 
     # -- score -----------------------------------------------------------------------------
     @torch.no_grad()
-    def score(self, model, objective, windows: Windows, input_cols, sensor_cols,
-              desc: str = "score") -> list[SeriesScores]:
+    def score(self, detector, windows: Windows, input_cols, sensor_cols, desc: str = "score") -> list[SeriesScores]:
         """Score every window of ``windows`` and place the scores on the timestamps; one
-        ``SeriesScores`` per series."""
-        model.to(self.device).eval()
+        ``SeriesScores`` per series. A head's per-window score factor multiplies the step
+        scores before placement and is also placed on its own (``SeriesScores.factor``)."""
+        detector.to(self.device).eval()
+        detector.autocast = self._autocast_spec()
         dev = self.device
         input_cols = torch.as_tensor(input_cols, device=dev)
         sensor_cols = torch.as_tensor(sensor_cols, device=dev)
@@ -180,17 +192,16 @@ class Trainer:
         n_s = len(sensor_cols)
         acc = torch.zeros(total, dtype=torch.float64, device=dev)
         cnt = torch.zeros(total, dtype=torch.float64, device=dev)
-        acc_res = None
+        acc_res = acc_fac = None
         win_scores = torch.empty(len(windows), dtype=torch.float64, device=dev)
         offsets = torch.as_tensor(windows.spec.score_offsets(), device=dev)
         idx_all = np.arange(len(windows))
         for b in tqdm(range(0, len(idx_all), self.eval_batch_size), desc=desc, leave=False,
                       disable=not self.progress, unit="batch"):
             j = idx_all[b:b + self.eval_batch_size]
-            batch = self._batch(windows, j, input_cols, sensor_cols)
-            with self._autocast():
-                out = model(batch["x"])
-            step, res = objective.score(batch, out)
+            batch = self.batch(windows, j, input_cols, sensor_cols)
+            out = detector(batch["x"])
+            step, res, factor = detector.score(batch, out)
             pos = (torch.as_tensor(windows.starts[j], device=dev)[:, None] + offsets[None, :]).reshape(-1)
             acc.index_add_(0, pos, step.double().reshape(-1))
             cnt.index_add_(0, pos, torch.ones_like(pos, dtype=torch.float64))
@@ -198,11 +209,16 @@ class Trainer:
                 if acc_res is None:
                     acc_res = torch.zeros(total, n_s, dtype=torch.float64, device=dev)
                 acc_res.index_add_(0, pos, res.double().reshape(-1, n_s))
+            if factor is not None:
+                if acc_fac is None:
+                    acc_fac = torch.zeros(total, dtype=torch.float64, device=dev)
+                acc_fac.index_add_(0, pos, factor.double()[:, None].expand(-1, len(offsets)).reshape(-1))
             win_scores[b:b + len(j)] = step.double().mean(1)
         with np.errstate(invalid="ignore", divide="ignore"):
             cnt_np = cnt.cpu().numpy()
             step_np = acc.cpu().numpy() / cnt_np
             res_np = acc_res.cpu().numpy() / cnt_np[:, None] if acc_res is not None else None
+            fac_np = acc_fac.cpu().numpy() / cnt_np if acc_fac is not None else None
         win_np = win_scores.cpu().numpy()
         outs = []
         for i, (off, n) in enumerate(zip(windows.offsets, windows.lengths)):
@@ -213,5 +229,13 @@ class Trainer:
                 residuals=None if res_np is None else res_np[sl].copy(),
                 window=win_np[w],
                 window_start=windows.local_start[w],
+                factor=None if fac_np is None else fac_np[sl].copy(),
             ))
         return outs
+
+
+def _accumulate(sums: dict, losses: dict, n: int) -> None:
+    """Batch-size-weighted sums of every loss part (tensors or floats)."""
+    for k, v in losses.items():
+        v = v.detach().float().item() if isinstance(v, torch.Tensor) else float(v)
+        sums[k] = sums.get(k, 0.0) + v * n

@@ -91,7 +91,7 @@ class Protocol:
         return self._row("ALL", out, np.nan, aggregate=aggregate, n_entities=len(rows))
 
 
-class Strict(Protocol):
+class StrictProtocol(Protocol):
     name = "strict"
 
     def __init__(self, window: int = 100, threshold: dict | None = None, **params):
@@ -106,7 +106,7 @@ class Strict(Protocol):
             ok = np.isfinite(e.score)
             y, s = e.labels[ok], e.score[ok]
             pred = s > thr
-            m = M.evaluate(y, s, pred, self.window)
+            m = M.all_metrics(y, s, pred, self.window)
             rows.append(self._row(e, m, thr, n_scored=int(ok.sum()), n_missing=int((~ok).sum())))
             tp, fp, fn = _counts(y, pred)
             adj = M.point_adjust(y, pred)
@@ -130,7 +130,7 @@ class Strict(Protocol):
         return rows
 
 
-class MADCluster(Protocol):
+class MADClusterProtocol(Protocol):
     """MADCluster's reference evaluation (window-level; best F1 on test)."""
 
     name = "madcluster"
@@ -158,7 +158,7 @@ class MADCluster(Protocol):
         return rows
 
 
-class M2AD(Protocol):
+class M2ADProtocol(Protocol):
     """M2AD: calibrated p < alpha → padded, merged intervals → event overlap counts.
 
     ``alpha=None`` (default) uses the scorer's own rule (``scoring.alpha``, or the 4σ rule
@@ -196,7 +196,7 @@ class M2AD(Protocol):
             for a, b in detected:
                 pred[a:b + 1] = True
             ok = np.isfinite(e.score)
-            m = M.evaluate(e.labels[ok], e.score[ok], pred[ok], self.window)
+            m = M.all_metrics(e.labels[ok], e.score[ok], pred[ok], self.window)
             m.update({"event_tp": etp, "event_fp": efp, "event_fn": efn})
             m.update(M.event_scores(etp, efp, efn))
             # event overlap rewards wide intervals (one interval over the whole test split has
@@ -215,7 +215,7 @@ class M2AD(Protocol):
         return rows
 
 
-class TSLib(Protocol):
+class TSLibProtocol(Protocol):
     """Time-Series-Library: percentile threshold over train+test scores, then PA."""
 
     name = "tslib"
@@ -228,14 +228,14 @@ class TSLib(Protocol):
             thr = percentile_threshold(np.concatenate([e.train_score, e.score]), anomaly_ratio)
             ok = np.isfinite(e.score)
             y, s = e.labels[ok], e.score[ok]
-            m = M.evaluate(y, s, s > thr, self.window)
+            m = M.all_metrics(y, s, s > thr, self.window)
             rows.append(self._row(e, m, thr, n_scored=int(ok.sum()), n_missing=int((~ok).sum())))
         if rows:
             rows.append(self._mean_row(rows, aggregate="mean"))
         return rows
 
 
-REGISTRY = {c.name: c for c in (Strict, MADCluster, M2AD, TSLib)}
+REGISTRY = {c.name: c for c in (StrictProtocol, MADClusterProtocol, M2ADProtocol, TSLibProtocol)}
 
 
 def build(name: str, params: dict) -> Protocol:

@@ -2,6 +2,7 @@
 
     madbench-tables m2ad_table2 RESULTS [--out DIR]
     madbench-tables m2ad_ablation RESULTS [--out DIR]
+    madbench-tables madcluster_t3 RESULTS [--out DIR]
 
 RESULTS is a collected CSV (``madbench-collect``) or a directory of run dirs (collected
 on the fly). Prints the table and writes it as CSV, Markdown and LaTeX (default: beside
@@ -156,7 +157,58 @@ def m2ad_ablation(df: pd.DataFrame) -> pd.DataFrame:
               "paper_same_entities_f1", "paper_same_entities_f1_std"]].reset_index(drop=True)
 
 
-TABLES = {"m2ad_table2": m2ad_table2, "m2ad_ablation": m2ad_ablation}
+#: head → the method name of MADCluster's appendix Table 3
+T3_ARMS = {"none": None, "distance_only": "DeepSVDD", "clustering_only": "Clustering", "madcluster": "MADCluster"}
+MC_METRICS = ("f1", "aff_precision", "aff_recall", "vus_roc", "vus_pr")
+
+
+def madcluster_per_seed(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per (by..., seed): the ``madcluster`` protocol's entity-mean row (the reference
+    averages its metrics over entities), and the ``strict`` protocol's macro F1 beside it."""
+    ok = df[(df["entity"] == "ALL") & (df["status"] == "ok")]
+    mc = ok[ok["protocol"] == "madcluster"]
+    if mc.empty:
+        raise SystemExit("madbench-tables: error: no protocol=madcluster results in RESULTS; the MADCluster "
+                         "tables need runs with protocol=[madcluster,...] (e.g. experiment=madcluster_t3)")
+    g = mc.groupby(by + ["seed"]).agg(n_entities=("n_entities", "max"),
+                                      **{m: (m, "mean") for m in MC_METRICS}).reset_index()
+    strict = ok[(ok["protocol"] == "strict") & (ok["aggregate"] == "macro")]
+    if len(strict):
+        g = g.merge(strict.groupby(by + ["seed"])["f1"].mean().rename("strict_f1").reset_index(), how="left")
+    else:
+        g["strict_f1"] = np.nan
+    return g
+
+
+def madcluster_t3(df: pd.DataFrame) -> pd.DataFrame:
+    g = madcluster_per_seed(df, ["dataset", "backbone", "head"])
+
+    def sd(x):
+        return float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
+
+    aggs = {"seeds": ("seed", "nunique"), "entities": ("n_entities", "max")}
+    for m in MC_METRICS + ("strict_f1",):
+        aggs[f"{m}_mean"], aggs[f"{m}_std"] = (m, "mean"), (m, sd)
+    s = g.groupby(["dataset", "backbone", "head"]).agg(**aggs).reset_index()
+    paper = pd.read_csv(PAPER_DIR / "madcluster_appendix_t3.csv")
+    paper = paper.set_index([paper.method, paper.dataset.str.upper()])
+    s["arm"] = [f"{b} alone (head=none)" if h == "none" else f"{T3_ARMS.get(h) or h} (head={h})"
+                for h, b in zip(s["head"], s["backbone"])]
+    for m in ("f1", "aff_precision", "aff_recall"):
+        s[f"paper_{m}"] = [paper[m].get((T3_ARMS.get(h), str(ds).upper()), np.nan) if T3_ARMS.get(h) else np.nan
+                           for h, ds in zip(s["head"], s["dataset"])]
+    # the direction the paper claims: each arm against distance mapping alone (its "DeepSVDD")
+    base = s[s["head"] == "distance_only"].set_index(["dataset", "backbone"])
+    key = list(zip(s["dataset"], s["backbone"]))
+    s["delta_f1_vs_distance_only"] = [r - base["f1_mean"].get(k, np.nan) for r, k in zip(s["f1_mean"], key)]
+    pbase = {str(ds).upper(): paper["f1"].get(("DeepSVDD", str(ds).upper()), np.nan) for ds in s["dataset"]}
+    s["paper_delta_f1_vs_distance_only"] = [p - pbase[str(ds).upper()] for p, ds in zip(s["paper_f1"], s["dataset"])]
+    order = {h: i for i, h in enumerate(T3_ARMS)}
+    s = s.sort_values(["dataset", "backbone", "head"], key=lambda c: c.map(order) if c.name == "head" else c)
+    return s.reset_index(drop=True)
+
+
+TABLES = {"m2ad_table2": m2ad_table2, "m2ad_ablation": m2ad_ablation, "madcluster_t3": madcluster_t3}
 
 
 def _pm(m, s) -> str:
@@ -165,8 +217,25 @@ def _pm(m, s) -> str:
     return f"{m:.3f} ± {s:.3f}" if s == s else f"{m:.3f}"
 
 
+def _delta(d) -> str:
+    return f"{d:+.3f}" if d == d else "—"
+
+
 def render(name: str, t: pd.DataFrame) -> pd.DataFrame:
     """Human-readable columns: 'mean ± std' strings."""
+    if name == "madcluster_t3":
+        return pd.DataFrame({
+            "dataset": [str(d).upper() for d in t.dataset], "backbone": t.backbone, "arm": t.arm, "seeds": t.seeds,
+            "entities": t.entities,
+            "F1 ours": [_pm(a, b) for a, b in zip(t.f1_mean, t.f1_std)],
+            "F1 paper": [_pm(a, np.nan) for a in t.paper_f1],
+            "ΔF1 vs distance-only ours": [_delta(d) for d in t.delta_f1_vs_distance_only],
+            "ΔF1 paper": [_delta(d) for d in t.paper_delta_f1_vs_distance_only],
+            "Aff-P ours": [_pm(a, b) for a, b in zip(t.aff_precision_mean, t.aff_precision_std)],
+            "Aff-P paper": [_pm(a, np.nan) for a in t.paper_aff_precision],
+            "Aff-R ours": [_pm(a, b) for a, b in zip(t.aff_recall_mean, t.aff_recall_std)],
+            "Aff-R paper": [_pm(a, np.nan) for a in t.paper_aff_recall],
+            "strict F1 (macro)": [_pm(a, b) for a, b in zip(t.strict_f1_mean, t.strict_f1_std)]})
     if name == "m2ad_table2":
         return pd.DataFrame({
             "dataset": t.dataset, "seeds": t.seeds, "events": t.events,

@@ -28,9 +28,9 @@ import time
 METRICS = ("vus", "r_auc", "affiliation")
 KEYS = {"vus": ("vus_roc", "vus_pr"), "r_auc": ("r_auc_roc", "r_auc_pr"),
         "affiliation": ("aff_precision", "aff_recall"),
-        "r_auc+vus": ("r_auc_roc", "r_auc_pr", "vus_roc", "vus_pr"), "evaluate": ()}
+        "r_auc+vus": ("r_auc_roc", "r_auc_pr", "vus_roc", "vus_pr"), "all_metrics": ()}
 LABELS = {"vus": "VUS-ROC+PR", "r_auc": "R-AUC-ROC+PR", "affiliation": "affiliation P+R",
-          "r_auc+vus": "R-AUC + VUS (one sort)", "evaluate": "evaluate (21 columns)"}
+          "r_auc+vus": "R-AUC + VUS (one sort)", "all_metrics": "all_metrics (21 columns)"}
 REPEATS = 3  # madbench calls are timed best-of-3; each vus call runs once (minutes)
 
 
@@ -67,7 +67,7 @@ def _worker(tool: str, metric: str, T: int, window: int, seed: int) -> dict:
                 "r_auc": lambda: range_auc(y, s, window),
                 "affiliation": lambda: M.affiliation(y, p),
                 "r_auc+vus": lambda: range_and_vus(y, s, window),
-                "evaluate": lambda: M.evaluate(y, s, p, window)}[metric]
+                "all_metrics": lambda: M.all_metrics(y, s, p, window)}[metric]
         repeats = REPEATS
     else:
         from vus.affiliation.generics import convert_vector_to_events
@@ -167,7 +167,7 @@ def main(argv=None) -> list[dict]:
     for T, with_ref in plan:
         extra = ["r_auc+vus"] if {"vus", "r_auc"} <= set(args.metrics) else []
         done = {}
-        for metric in list(args.metrics) + extra + ["evaluate"]:
+        for metric in list(args.metrics) + extra + ["all_metrics"]:
             ours = measure("madbench", metric, T, args.window, args.seed)
             row = {"metric": metric, "T": T,
                    "ours_s": ours["seconds"], "ours_mib": ours["peak_mib"], "values": ours["values"],

@@ -11,12 +11,9 @@ SHARED_DATA = (ROOT / ".." / "shared" / "datasets").resolve()
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-# A job small enough for a test: 2 systems x 400/400 steps, window 20, 2 epochs.
-TINY = [
-    "dataset.n_systems=2", "dataset.train_len=400", "dataset.test_len=400", "dataset.window=20",
-    "trainer.epochs=2", "trainer.batch_size=64", "trainer.progress=false",
-    "backbone.model.hidden=16",
-]
+# A job small enough for a test (configs/debug/tiny.yaml): 2 systems x 400/400 steps,
+# window 20, 2 epochs, the backbone at its CPU-test sizes (configs/sizes/tiny_<backbone>.yaml).
+TINY = ["debug=tiny"]
 
 
 def compose_cfg(overrides=(), tiny=True):

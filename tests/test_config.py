@@ -29,15 +29,24 @@ def test_every_backbone_instantiates(name):
     out = model(torch.zeros(2, cfg.dataset.window, 5))
     assert out.embedding.shape[:2] == (2, cfg.dataset.window)
     for field in cfg.backbone.provides:
-        assert getattr(out, field) is not None, f"{name} claims {field}"
+        assert getattr(out, field, None) is not None or field in out.extras, f"{name} claims {field}"
+    # its natural objective comes with it, and fits it
+    assert cfg.objective.name == cfg.backbone.objectives[0]
+    validate(cfg)
 
 
 @pytest.mark.parametrize("name", options("objective"))
-def test_every_objective_instantiates(name):
+def test_every_objective_instantiates_from_its_whole_node(name):
+    from madbench.objectives.base import Objective
+    from madbench.run import build_objective
+
     cfg = compose_cfg([f"objective={name}"])
-    obj = instantiate({"_target_": cfg.objective._target_})
-    assert obj.requires == cfg.objective.requires
-    assert obj.has_residuals == cfg.objective.residuals
+    obj = build_objective(cfg)
+    assert isinstance(obj, Objective) and isinstance(obj.requires, tuple)
+    # every parameter in the YAML reaches the objective
+    for key, value in cfg.objective.items():
+        if key not in ("name", "_target_"):
+            assert getattr(obj, key) == value, key
 
 
 @pytest.mark.parametrize("name", options("scoring"))
@@ -100,10 +109,22 @@ def test_bad_values_fail_with_the_field_named(override, field):
     assert msg.startswith(field) and "\n" not in msg and "expected" in msg
 
 
-def test_incompatible_backbone_and_objective_refused():
+def test_incompatible_backbone_and_objective_refused_naming_the_objective_to_use():
     cfg = compose_cfg(["backbone=lstm_ae", "objective=forecast"])
-    with pytest.raises(ConfigError, match="objective=forecast needs a backbone that gives 'forecast'"):
+    with pytest.raises(ConfigError, match="objective=forecast needs a backbone that gives 'forecast'.*"
+                                          "use objective=reconstruct$"):
         validate(cfg)
+    with pytest.raises(ConfigError, match="use objective=one_class or soft_boundary$"):
+        validate(compose_cfg(["backbone=deepsvdd", "objective=forecast"]))
+
+
+@pytest.mark.parametrize("backbone,objective", [("lstm", "forecast"), ("lstm_ae", "reconstruct"),
+                                                ("deepsvdd", "one_class")])
+def test_a_backbone_brings_its_natural_objective_and_the_command_line_overrides_it(backbone, objective):
+    assert compose_cfg([f"backbone={backbone}"]).objective.name == objective
+    assert compose_cfg([f"backbone={backbone}", "objective=soft_boundary"]).objective.name == "soft_boundary"
+    # an experiment that names both keeps its own choice
+    assert compose_cfg([f"backbone={backbone}", "experiment=m2ad_table2"]).objective.name == "forecast"
 
 
 def test_config_hash_ignores_paths_and_logger_but_not_choices():

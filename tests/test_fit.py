@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from madbench.data.windows import Windows, WindowSpec
+from madbench.detector import Detector
 from madbench.errors import ConfigError, TrainingError
 from madbench.fit import Trainer, resolve_device
 from madbench.models.base import BackboneOutput
@@ -36,7 +37,7 @@ def test_scores_are_placed_on_the_timestamps_they_describe(objective, horizon):
     sensors = np.array([0, 2])
     spec = WindowSpec(window=10, horizon=horizon)
     tr = Trainer(epochs=0, device="cpu", progress=False, eval_batch_size=7)
-    (out,) = tr.score(Zero(2, horizon), objective, Windows(x, spec), np.arange(3), sensors)
+    (out,) = tr.score(Detector(Zero(2, horizon), objective), Windows(x, spec), np.arange(3), sensors)
     expected = (x[:, sensors] ** 2).mean(1)
     if horizon:
         # a forecast describes its target step: the first `window` steps have no score
@@ -49,11 +50,38 @@ def test_scores_are_placed_on_the_timestamps_they_describe(objective, horizon):
     assert len(out.window) == len(out.window_start) == len(Windows(x, spec))
 
 
+class Ramp(nn.Module):
+    """Reconstructs step j of every window as x + j: the residual of step t in the window
+    that starts at s is −(t − s), so each window gives a step a different residual."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        j = torch.arange(x.shape[1], dtype=x.dtype)[None, :, None]
+        return BackboneOutput(embedding=x, reconstruction=x + j + 0 * self.w)
+
+
+def test_reconstruction_scores_are_averaged_over_the_windows_that_cover_a_step():
+    x = data(T=6, D=1)
+    (out,) = Trainer(epochs=0, device="cpu", progress=False, eval_batch_size=2).score(
+        Detector(Ramp(), ReconstructObjective()), Windows(x, WindowSpec(window=3)), np.arange(1), np.arange(1))
+    # windows start at 0..3; step t is covered by the starts s in [t-2, t] ∩ [0, 3]:
+    #   t=0: s=0 → res² 0                         t=3: s=1,2,3 → (4 + 1 + 0)/3
+    #   t=1: s=0,1 → (1 + 0)/2                    t=4: s=2,3 → (4 + 1)/2
+    #   t=2: s=0,1,2 → (4 + 1 + 0)/3              t=5: s=3 → 4
+    np.testing.assert_allclose(out.step, [0.0, 0.5, 5 / 3, 5 / 3, 2.5, 4.0], rtol=1e-6)
+    np.testing.assert_allclose(out.residuals[:, 0], [0.0, -0.5, -1.0, -1.0, -1.5, -2.0], rtol=1e-6)
+    # window scores are the mean of each window's own step scores: (0 + 1 + 4)/3 for every window
+    np.testing.assert_allclose(out.window, [5 / 3] * 4, rtol=1e-6)
+
+
 def test_unscored_steps_stay_missing_with_stride():
     x = data(T=23)
     spec = WindowSpec(window=5, stride=5)  # windows at 0,5,10,15 cover 0..19
     (out,) = Trainer(epochs=0, device="cpu", progress=False).score(
-        Zero(3, 0), ReconstructObjective(), Windows(x, spec), np.arange(3), np.arange(3))
+        Detector(Zero(3, 0), ReconstructObjective()), Windows(x, spec), np.arange(3), np.arange(3))
     assert np.isfinite(out.step[:20]).all() and np.isnan(out.step[20:]).all()
 
 
@@ -63,7 +91,7 @@ def test_non_finite_loss_is_a_training_error():
     x = data(T=80)
     tr = Trainer(epochs=1, batch_size=16, device="cpu", progress=False, inject_nan_loss=True)
     with pytest.raises(TrainingError, match="non-finite training loss"):
-        tr.fit(LSTMForecaster(3, 3, 10, hidden=8), ForecastObjective(), Windows(x, WindowSpec(10, horizon=1)),
+        tr.fit(Detector(LSTMForecaster(3, 3, 10, hidden=8), ForecastObjective()), Windows(x, WindowSpec(10, horizon=1)),
                np.arange(3), np.arange(3))
 
 
@@ -75,8 +103,8 @@ def test_training_reduces_loss():
     torch.manual_seed(0)
     tr = Trainer(epochs=3, batch_size=32, patience=5, device="cpu", progress=False,
                  optimizer=lambda params: torch.optim.Adam(params, lr=1e-2))
-    hist = tr.fit(LSTMForecaster(2, 2, 10, hidden=8), ForecastObjective(), Windows(x, WindowSpec(10, horizon=1)),
-                  np.arange(2), np.arange(2))
+    hist = tr.fit(Detector(LSTMForecaster(2, 2, 10, hidden=8), ForecastObjective()),
+                  Windows(x, WindowSpec(10, horizon=1)), np.arange(2), np.arange(2))
     assert len(hist) == 3
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert all(np.isfinite(h["val_loss"]) for h in hist)
@@ -87,7 +115,8 @@ def test_early_stopping_after_patience_epochs_without_improvement():
     # lr = 0: the validation loss never improves after the first epoch
     tr = Trainer(epochs=20, batch_size=16, patience=3, device="cpu", progress=False,
                  optimizer=lambda params: torch.optim.SGD(params, lr=0.0))
-    hist = tr.fit(Zero(3, 1), ForecastObjective(), Windows(x, WindowSpec(10, horizon=1)), np.arange(3), np.arange(3))
+    hist = tr.fit(Detector(Zero(3, 1), ForecastObjective()), Windows(x, WindowSpec(10, horizon=1)), np.arange(3),
+                  np.arange(3))
     assert len(hist) == 1 + 3
 
 

@@ -103,14 +103,13 @@ def test_nan_loss_is_a_failed_row_not_a_traceback(tmp_path):
     assert (res.status == "failed").all()
 
 
-TINY_CLI = ["dataset.n_systems=1", "dataset.train_len=300", "dataset.test_len=300", "dataset.window=20",
-            "trainer.epochs=1", "trainer.progress=false", "backbone.model.hidden=8"]
+TINY_CLI = ["debug=tiny", "dataset.n_systems=1", "trainer.epochs=1"]
 
 
 def test_multirun_and_collect(tmp_path):
     env = os.environ | {"WANDB_MODE": "offline"}
     p = subprocess.run([str(BIN / "madbench"), "-m", "backbone=lstm,lstm_ae", "seed=0,1", *TINY_CLI,
-                        "objective=forecast", "backbone.model.hidden=8",
+                        "objective=forecast",
                         f"paths.output_dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT, env=env)
     # lstm_ae + forecast is refused at compose time: recorded as failed rows, the sweep goes on
     assert p.returncode == 0, p.stderr[-2000:]

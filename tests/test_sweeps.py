@@ -14,6 +14,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from madbench import run
+from madbench.results import RunResults
 from madbench.tracking.collect import KEY, collect
 from tests.conftest import CONFIGS, ROOT, compose_cfg
 
@@ -22,8 +23,7 @@ BIN = Path(sys.executable).parent
 ENV = os.environ | {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1",
                     "MKL_NUM_THREADS": "1"}
 # tests/test_run.py TINY_CLI, without plots
-TINY = ["dataset.n_systems=1", "dataset.train_len=300", "dataset.test_len=300", "dataset.window=20",
-        "trainer.epochs=1", "trainer.progress=false", "backbone.model.hidden=8", "logger.csv.plots=false"]
+TINY = ["debug=tiny", "dataset.n_systems=1", "trainer.epochs=1", "logger.csv.plots=false"]
 
 
 def madbench(out: Path, *args: str, tiny=TINY, timeout=400) -> subprocess.CompletedProcess:
@@ -116,8 +116,7 @@ def test_skip_done_defaults():
 
 
 def test_skip_done_in_a_single_run(tmp_path):
-    tiny = ["dataset.n_systems=1", "dataset.train_len=300", "dataset.test_len=300", "dataset.window=20",
-            "trainer.epochs=1", "logger.csv.plots=false", f"paths.output_dir={tmp_path}"]
+    tiny = ["dataset.n_systems=1", "trainer.epochs=1", "logger.csv.plots=false", f"paths.output_dir={tmp_path}"]
     a, b, c = (tmp_path / "runs" / x for x in "abc")
     first = run.main(compose_cfg([*tiny, "skip_done=true"]), a)
     second = run.main(compose_cfg([*tiny, "skip_done=true"]), b)
@@ -134,11 +133,11 @@ def test_best_val_loss_is_mean_of_per_entity_minimum(tmp_path):
     recs = [{"entity": "a", "epoch": 1, "val_loss": 3.0}, {"entity": "a", "epoch": 2, "val_loss": 1.0},
             {"entity": "b", "epoch": 1, "val_loss": 2.0}, {"entity": "b", "epoch": 2, "val_loss": float("nan")},
             {"entity": "c", "epoch": 1, "val_loss": float("nan")}]
-    assert run.Job.mean_best_val_loss(recs) == pytest.approx(1.5)
-    job = run.Job(compose_cfg([]), tmp_path)
-    job.train_log = recs  # what the trainer's on_epoch callback collects
-    assert job.best_val_loss() == pytest.approx(1.5)
-    assert np.isnan(run.Job.mean_best_val_loss([]))
+    assert RunResults.mean_best_val_loss(recs) == pytest.approx(1.5)
+    results = run.Job(compose_cfg([]), tmp_path).results
+    results.train_log = recs  # what the trainer's on_epoch callback collects
+    assert results.best_val_loss() == pytest.approx(1.5)
+    assert np.isnan(RunResults.mean_best_val_loss([]))
 
 
 # -- resume a killed sweep (submitit_local) -----------------------------------------------------
@@ -259,7 +258,7 @@ def test_failed_job_is_recorded_then_retried(tmp_path):
 @pytest.mark.slow
 def test_optuna_tiny_search_minimises_validation_loss(tmp_path):
     out = tmp_path / "out"
-    p = madbench(out, "hparams_search=optuna", "hydra.sweeper.n_trials=2")
+    p = madbench(out, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "dataset.window=20", "backbone.model.hidden=16")
     assert p.returncode == 0, p.stderr[-3000:]
     assert tally_line(p.stdout).startswith("sweep finished: 2 done, 0 skipped, 0 failed")
     (sweep,) = sweeps(out)
@@ -267,7 +266,7 @@ def test_optuna_tiny_search_minimises_validation_loss(tmp_path):
     # window and hidden were fixed on the command line; lr and batch size were searched
     assert set(best["best_params"]) == {"trainer.optimizer.lr", "trainer.batch_size"}
     # the objective is the validation loss from each trial's train log (train split only)
-    losses = [run.Job.mean_best_val_loss(pd.read_csv(d / "train_log.csv")) for d in jobs(sweep)]
+    losses = [RunResults.mean_best_val_loss(pd.read_csv(d / "train_log.csv")) for d in jobs(sweep)]
     assert len(losses) == 2 and all(np.isfinite(losses))
     assert best["best_value"] == pytest.approx(min(losses))
 

@@ -119,3 +119,46 @@ def test_cli_writes_csv_md_tex_and_refuses_a_missing_path(tmp_path):
     bad = subprocess.run([str(BIN / "madbench-tables"), "m2ad_table2", str(tmp_path / "nope.csv")],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "nope.csv" in bad.stderr
+
+
+# -- MADCluster appendix Table 3 ----------------------------------------------------------------
+def mc_rows():
+    """Two seeds × four arms on MSL: the madcluster protocol's ALL (entity mean) row, the strict
+    macro row, and noise the table must ignore (an entity row, a failed run)."""
+    f1 = {"none": (0.30, 0.34), "distance_only": (0.40, 0.44), "clustering_only": (0.20, 0.30),
+          "madcluster": (0.60, 0.50)}
+    out = []
+    for head, per_seed in f1.items():
+        for seed, v in enumerate(per_seed):
+            base = dict(dataset="msl", backbone="deepsvdd", head=head, seed=seed, status="ok", entity="ALL")
+            out.append(base | dict(protocol="madcluster", aggregate="mean", f1=v, aff_precision=v / 2,
+                                   aff_recall=1 - v, vus_roc=0.5, vus_pr=0.2, n_entities=27))
+            out.append(base | dict(protocol="strict", aggregate="macro", f1=v / 10))
+            out.append(base | dict(protocol="strict", aggregate="micro", f1=0.99))
+            out.append(base | dict(protocol="madcluster", entity="C-1", f1=0.99))
+        out.append(dict(dataset="msl", backbone="deepsvdd", head=head, seed=9, status="failed", entity="ALL",
+                        protocol="madcluster", f1=0.0))
+    return results_frame(out)
+
+
+def test_madcluster_t3_means_over_seeds_and_the_paper_beside():
+    t = T.madcluster_t3(mc_rows()).set_index("head")
+    assert list(t.index) == ["none", "distance_only", "clustering_only", "madcluster"]
+    assert t.loc["madcluster", "f1_mean"] == pytest.approx(0.55)
+    assert t.loc["madcluster", "f1_std"] == pytest.approx(statistics.stdev([0.6, 0.5]))
+    assert t.loc["madcluster", "aff_precision_mean"] == pytest.approx(0.275)
+    assert t.loc["madcluster", "strict_f1_mean"] == pytest.approx(0.055)
+    assert (t.seeds == 2).all() and (t.entities == 27).all()
+    # the paper's appendix T3 on MSL: DeepSVDD .37, Clustering .30, MADCluster .52
+    assert t.loc["distance_only", "paper_f1"] == 0.37 and t.loc["clustering_only", "paper_f1"] == 0.30
+    assert t.loc["madcluster", "paper_aff_recall"] == 0.99 and t.loc["none", "paper_f1"] != t.loc["none", "paper_f1"]
+    # each arm against distance mapping alone: ours 0.55 − 0.42, the paper's .52 − .37
+    assert t.loc["madcluster", "delta_f1_vs_distance_only"] == pytest.approx(0.13)
+    assert t.loc["madcluster", "paper_delta_f1_vs_distance_only"] == pytest.approx(0.15)
+    assert t.loc["clustering_only", "delta_f1_vs_distance_only"] == pytest.approx(-0.17)
+
+
+def test_madcluster_tables_need_madcluster_protocol_rows():
+    df = mc_rows()
+    with pytest.raises(SystemExit, match="no protocol=madcluster results"):
+        T.madcluster_t3(df[df.protocol == "strict"])

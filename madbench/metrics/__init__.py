@@ -26,7 +26,7 @@ from .affiliation import affiliation, affiliation_from_events
 from .events import event_counts, event_counts_intervals, event_scores
 from .point import auc, best_f1, pa_f1, point_adjust, point_prf
 from .range import range_auc, range_curves, vus
-from .suite import (METRIC_COLUMNS, THRESHOLD_DEPENDENT_COLUMNS, THRESHOLD_FREE_COLUMNS, evaluate,
+from .suite import (METRIC_COLUMNS, THRESHOLD_DEPENDENT_COLUMNS, THRESHOLD_FREE_COLUMNS, all_metrics,
                     threshold_dependent, threshold_free)
 
 __all__ = [
@@ -35,5 +35,5 @@ __all__ = [
     "event_counts", "event_counts_intervals", "event_scores",
     "affiliation", "affiliation_from_events",
     "range_auc", "vus", "range_curves",
-    "threshold_free", "threshold_dependent", "evaluate",
+    "threshold_free", "threshold_dependent", "all_metrics",
 ]

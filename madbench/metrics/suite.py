@@ -10,7 +10,7 @@ from .point import auc, pa_f1, point_prf
 from .range import range_and_vus
 
 __all__ = ["METRIC_COLUMNS", "THRESHOLD_FREE_COLUMNS", "THRESHOLD_DEPENDENT_COLUMNS",
-           "threshold_free", "threshold_dependent", "evaluate"]
+           "threshold_free", "threshold_dependent", "all_metrics"]
 
 METRIC_COLUMNS = [
     "precision", "recall", "f1", "f05", "pa_f1",
@@ -44,7 +44,7 @@ def threshold_dependent(labels, preds) -> dict:
     return {c: out[c] for c in THRESHOLD_DEPENDENT_COLUMNS}
 
 
-def evaluate(labels, scores, preds, window: int, thresholds: int = 250) -> dict:
+def all_metrics(labels, scores, preds, window: int, thresholds: int = 250) -> dict:
     """Every metric column (``METRIC_COLUMNS`` order) for one entity.
 
     ``scores`` (float) feed the threshold-free metrics and ``preds`` (0/1) the others;

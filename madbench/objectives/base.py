@@ -1,29 +1,86 @@
-"""The objective contract.
+"""The objective contract: what a backbone is trained with and how it scores.
 
-``loss(batch, out) -> scalar`` and ``score(batch, out) -> (step [B, K], residuals [B, K, S])``
-where the K steps are the ones ``WindowSpec.score_offsets()`` names (a forecast: its target
-step; a reconstruction: every step of the window). ``residuals`` are signed (y - y_hat) per
-sensor, or ``None`` for objectives that have none (then M2AD scoring is refused).
+An objective is an ``nn.Module`` built by Hydra from its whole config node (``_target_``
+plus its parameters), so anything it keeps across batches — a Deep SVDD centre, a radius,
+an annealed temperature — is a buffer in the Detector's ``state_dict`` and is restored
+with the best weights. Every hook has a no-op (or the plain) default; a method overrides
+only its own parts (ARCHITECTURE.md, "The training contract"):
+
+- ``loss(batch, out, ctx) -> Tensor | dict``: a dict holds ``loss`` plus named parts,
+  which are logged per epoch.
+- ``score(batch, out) -> (step [B, K], residuals [B, K, S] | None)``: the K steps are the
+  ones ``WindowSpec.score_offsets()`` names (a forecast: its target step; a window
+  objective: every step of the window). ``residuals`` are signed (y − ŷ) per sensor, or
+  ``None`` (then M2AD scoring is refused at compose time).
+- ``configure_optimizers(detector, make) -> {name: optimizer | (optimizer, scheduler)}``;
+  ``make(params)`` builds ``trainer.optimizer``. By default one optimiser over every
+  parameter that no head claims for an optimiser of its own.
+- ``training_step(detector, batch, ctx) -> dict``: the default is one forward, one
+  backward, one step of every optimiser. Manual optimisation (alternating optimisers,
+  two backward passes) overrides it and calls ``ctx.backward`` / ``ctx.step``; it adds
+  the heads' loss (``detector.head_loss``) to exactly one pass.
+- ``validation_step(detector, batch, ctx) -> dict``: the monitored validation loss; by
+  default the same total as training, without gradients.
+- ``on_fit_start(detector, ctx)`` and ``on_epoch_end(detector, ctx)``: state set outside
+  autograd (a centre from one pass over train, a radius, a temperature).
 """
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
-class Objective:
-    #: which BackboneOutput field the objective reads
-    requires: str = ""
-    #: 0: the target is the window (reconstruction); 1: one step ahead (forecast)
+def as_loss_dict(loss) -> dict:
+    """``Tensor`` → ``{"loss": Tensor}``; a dict must hold ``loss``."""
+    if isinstance(loss, dict):
+        if "loss" not in loss:
+            raise ValueError(f"an objective's loss dict must hold 'loss'; got {sorted(loss)}")
+        return loss
+    return {"loss": loss}
+
+
+class Objective(nn.Module):
+    #: BackboneOutput fields (or ``extras`` keys) the objective reads; checked at compose time
+    requires: tuple[str, ...] = ()
+    #: 0: the scores describe every step of the window; 1: one step ahead (a forecast)
     horizon: int = 0
-    #: whether ``score`` returns per-sensor residuals
+    #: whether ``score`` returns per-sensor residuals (needed by ``scoring=m2ad``)
     has_residuals: bool = True
 
-    def loss(self, batch: dict, out) -> torch.Tensor:
+    def __init__(self, **params):
+        super().__init__()
+        if params:
+            raise TypeError(f"{type(self).__name__} takes no parameters; got {sorted(params)}")
+
+    # -- what every objective defines ------------------------------------------------------
+    def loss(self, batch: dict, out, ctx=None) -> torch.Tensor | dict:
         raise NotImplementedError
 
     def score(self, batch: dict, out) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
 
+    # -- hooks with defaults ----------------------------------------------------------------
+    def configure_optimizers(self, detector, make) -> dict:
+        return {"model": make(detector.free_parameters())}
+
+    def training_step(self, detector, batch: dict, ctx) -> dict:
+        out = detector(batch["x"])
+        losses = detector.total_loss(batch, out, ctx)
+        ctx.backward(losses["loss"])
+        ctx.step()
+        return losses
+
+    def validation_step(self, detector, batch: dict, ctx) -> dict:
+        return detector.total_loss(batch, detector(batch["x"]), ctx)
+
+    def on_fit_start(self, detector, ctx) -> None:
+        pass
+
+    def on_epoch_end(self, detector, ctx) -> None:
+        pass
+
+    # -- checks -------------------------------------------------------------------------------
     def check(self, out) -> None:
-        if getattr(out, self.requires, None) is None:
-            raise ValueError(f"objective needs the backbone output '{self.requires}', which this backbone does not give")
+        for name in self.requires:
+            if getattr(out, name, None) is None and name not in out.extras:
+                raise ValueError(f"objective needs the backbone output '{name}', which this backbone does not give")

@@ -7,10 +7,10 @@ from madbench.objectives.base import Objective
 
 
 class ForecastObjective(Objective):
-    requires = "forecast"
+    requires = ("forecast",)
     horizon = 1
 
-    def loss(self, batch, out):
+    def loss(self, batch, out, ctx=None):
         return torch.mean((out.forecast.float() - batch["y"]) ** 2)
 
     def score(self, batch, out):

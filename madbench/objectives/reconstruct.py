@@ -7,10 +7,10 @@ from madbench.objectives.base import Objective
 
 
 class ReconstructObjective(Objective):
-    requires = "reconstruction"
+    requires = ("reconstruction",)
     horizon = 0
 
-    def loss(self, batch, out):
+    def loss(self, batch, out, ctx=None):
         return torch.mean((out.reconstruction.float() - batch["y"]) ** 2)
 
     def score(self, batch, out):

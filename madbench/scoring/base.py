@@ -14,9 +14,12 @@ class SeriesScores:
     ``residuals`` [T, S]: signed per-sensor residuals (y - y_hat), NaN likewise; None when
     the objective has none. ``window`` [N] + ``window_start`` [N]: window-level scores
     (mean of the window's step scores), used only by the ``madcluster`` protocol.
+    ``factor`` [T]: a head's per-window score factor (MADCluster), placed like ``step``
+    (already multiplied into it); None without a head.
     """
 
     step: np.ndarray
     residuals: np.ndarray | None
     window: np.ndarray
     window_start: np.ndarray
+    factor: np.ndarray | None = None

@@ -29,7 +29,7 @@ def test_metric_columns_exact():
 def test_evaluate_is_the_union_of_its_parts(case):
     y, s, w = case
     pred = s > np.median(s)
-    out = M.evaluate(y, s, pred, w)
+    out = M.all_metrics(y, s, pred, w)
     assert list(out) == EXPECTED_COLUMNS
     parts = {**M.threshold_free(y, s, w), **M.threshold_dependent(y, pred)}
     assert all(same(out[c], parts[c], 0.0) for c in EXPECTED_COLUMNS)
@@ -42,22 +42,22 @@ def test_evaluate_is_the_union_of_its_parts(case):
 
 def test_evaluate_without_scores_or_preds_leaves_nan():
     y = np.array([0, 1, 1, 0, 0])
-    only_preds = M.evaluate(y, None, y, 2)
+    only_preds = M.all_metrics(y, None, y, 2)
     assert all(math.isnan(only_preds[c]) for c in M.THRESHOLD_FREE_COLUMNS)
     assert only_preds["f1"] == 1.0
-    only_scores = M.evaluate(y, np.arange(5.0), None, 2)
+    only_scores = M.all_metrics(y, np.arange(5.0), None, 2)
     assert all(math.isnan(only_scores[c]) for c in M.THRESHOLD_DEPENDENT_COLUMNS)
 
 
 def test_evaluate_degenerate_inputs_never_raise():
     for y in (np.zeros(0, dtype=np.int8), np.zeros(20, dtype=np.int8), np.ones(20, dtype=np.int8)):
-        out = M.evaluate(y, np.linspace(0, 1, y.size), np.ones(y.size, dtype=bool), 4)
+        out = M.all_metrics(y, np.linspace(0, 1, y.size), np.ones(y.size, dtype=bool), 4)
         assert list(out) == EXPECTED_COLUMNS
 
 
 def test_evaluate_refuses_nan_scores():
     with pytest.raises(ValueError, match="drop missing"):
-        M.evaluate(np.array([0, 1]), np.array([np.nan, 1.0]), np.array([0, 1]), 2)
+        M.all_metrics(np.array([0, 1]), np.array([np.nan, 1.0]), np.array([0, 1]), 2)
 
 
 @settings(PROPERTY, max_examples=25)
@@ -73,7 +73,7 @@ def test_against_vus_get_metrics_all(case):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = get_metrics(s, y, metric="all", version="opt", slidingWindow=w, thre=250)
-    out = M.evaluate(y, s, s > 0.5, w)
+    out = M.all_metrics(y, s, s > 0.5, w)
     for ours, theirs in [("r_auc_roc", "R_AUC_ROC"), ("r_auc_pr", "R_AUC_PR"), ("vus_roc", "VUS_ROC"),
                          ("vus_pr", "VUS_PR"), ("auc_roc", "AUC_ROC"), ("auc_pr", "AUC_PR"),
                          ("aff_precision", "Affiliation_Precision"), ("aff_recall", "Affiliation_Recall")]:
@@ -82,7 +82,7 @@ def test_against_vus_get_metrics_all(case):
 
 def test_vus_is_never_imported_at_run_time():
     code = ("import sys, numpy as np, madbench.metrics as M; y = np.zeros(500, int); y[100:150] = 1; "
-            "M.evaluate(y, np.random.default_rng(0).random(500) + y, y, 20); "
+            "M.all_metrics(y, np.random.default_rng(0).random(500) + y, y, 20); "
             "assert not any(m == 'vus' or m.startswith('vus.') for m in sys.modules), 'vus imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -96,6 +96,6 @@ def test_reference_crashes_without_anomalies_we_return_nan():
         warnings.simplefilter("ignore")
         with pytest.raises((TypeError, ZeroDivisionError, IndexError, ValueError)):
             get_metrics(s, y, metric="all", slidingWindow=10)
-    out = M.evaluate(y, s, s > 0.5, 10)
+    out = M.all_metrics(y, s, s > 0.5, 10)
     assert all(math.isnan(out[c]) for c in ("recall", "aff_precision", "r_auc_roc", "vus_pr", "auc_roc"))
     assert out["event_fp"] == 1 and out["event_precision"] == 0.0

@@ -2,7 +2,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import open_dict
 from sklearn.preprocessing import MinMaxScaler
 
 from madbench import protocols as P
@@ -48,10 +47,8 @@ def test_m2ad_on_lstm_autoencoder_writes_anomalies_and_sensor_pvalues(tmp_path):
 
 
 def test_scoring_m2ad_refused_at_compose_time_without_residuals():
-    cfg = compose_cfg(["scoring=m2ad"])
-    with open_dict(cfg):
-        cfg.objective.residuals = False
-    with pytest.raises(ConfigError, match="scoring=m2ad needs per-sensor residuals"):
+    cfg = compose_cfg(["scoring=m2ad", "backbone=deepsvdd"])
+    with pytest.raises(ConfigError, match="scoring=m2ad needs per-sensor residuals, which objective=one_class"):
         validate(cfg)
 
 

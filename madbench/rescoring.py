@@ -21,7 +21,6 @@ import json
 import logging
 import re
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from madbench import protocols as P
 from madbench.errors import ConfigError, DataError, MadbenchError
+from madbench.results import RunResults, task_wrapper
 from madbench.scoring.base import SeriesScores
 from madbench.tracking import csv as tcsv
 
@@ -194,7 +194,6 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None) ->
     the overrides leave the run's config unchanged. On bad input the variant dir still gets
     its ``failed`` rows, then the error is raised."""
     from madbench.config import config_hash, validate
-    from madbench.run import Job
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
@@ -210,32 +209,17 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None) ->
         return None
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "rescored" / _slug(overrides, hash_)
     out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
     tcsv.atomic_write(out_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=False))
-    job = Job(cfg, out_dir)
-    exit_code = 0
-    try:
+    results = RunResults(cfg, out_dir)
+    with task_wrapper(results) as started:
         validate(cfg)
-        job.start_loggers()
         sizes = entity_sizes(read_results(run_dir), SIZE_COLUMNS)
         for ent in load_series(run_dir, needs_residuals=bool(cfg.scoring.get("needs_residuals"))):
-            job.add_scores(ent["name"], ent["labels"], ent["sensors"], ent["groups"], ent["train"], ent["test"],
-                           ent["val_mask"], ent["window"], sizes.get(ent["name"], {}))
+            results.add_scores(ent["name"], ent["labels"], ent["sensors"], ent["groups"], ent["train"], ent["test"],
+                               ent["val_mask"], ent["window"], sizes.get(ent["name"], {}))
         if (run_dir / "train_log.csv").exists():
-            job.train_log = pd.read_csv(run_dir / "train_log.csv").to_dict("records")
-        df = job.finalize(job.evaluate(), "ok", "", started)
-        for lg in job.loggers:
-            lg.log_results(df)
-    except MadbenchError as e:
-        exit_code = 1
-        job.finalize([], "failed", str(e), started)
-        raise
-    except Exception as e:  # an unexpected bug: still failed rows, with the type named
-        exit_code = 1
-        job.finalize([], "failed", f"{type(e).__name__}: {e}", started)
-        raise
-    finally:
-        job.finish_loggers(exit_code)
+            results.train_log = pd.read_csv(run_dir / "train_log.csv").to_dict("records")
+        df = results.publish(results.evaluate_protocols(), started)
     return out_dir, df
 
 

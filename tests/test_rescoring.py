@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from madbench import evaluate as E
+from madbench import rescoring as E
 from madbench import run
 from madbench.errors import ConfigError, DataError
 from madbench.tracking.collect import collect

@@ -1,0 +1,293 @@
+"""The stages after the score stage, shared by a trained job (``madbench.run``) and by
+re-scoring (``madbench.rescoring``): the scoring stage (a scorer fitted on each entity's
+train scores), the protocols, and the run-dir outputs (results.csv, scores.npz,
+train_log.csv, anomalies.csv, plots) plus the loggers.
+
+``task_wrapper`` is the one place that turns an error into ``failed`` rows and always
+closes the loggers.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from madbench import protocols as P
+from madbench.config import config_hash
+from madbench.errors import ConfigError, DataError, MadbenchError
+from madbench.tracking import csv as tcsv
+from madbench.tracking.plots import plot_entity
+
+log = logging.getLogger("madbench")
+
+
+def choices(cfg: DictConfig) -> dict:
+    return {
+        "name": cfg.get("name"),
+        "dataset": cfg.dataset.name,
+        "backbone": cfg.backbone.name,
+        "objective": cfg.objective.name,
+        "head": cfg.head.name,
+        "scoring": cfg.scoring.name,
+    }
+
+
+def build(node, what: str, **kwargs):
+    """hydra.utils.instantiate, with the loader's or constructor's own one-line error
+    instead of Hydra's wrapped traceback. ``name`` and other plain metadata keys of a
+    group's node are dropped by the caller."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, MadbenchError):
+            raise cause from None
+        raise ConfigError(f"{what}: {cause or e}") from None
+
+
+def node_without(node, *keys) -> dict:
+    """A config node as a container, minus metadata keys (``name``, ...), for instantiate."""
+    c = OmegaConf.to_container(node, resolve=True) if not isinstance(node, dict) else dict(node)
+    return {k: v for k, v in c.items() if k not in keys}
+
+
+def instantiate_loggers(cfg: DictConfig) -> list:
+    """Every ``logger.<name>`` node with a ``_target_`` (the run-dir CSV files are always
+    written and need none)."""
+    out = []
+    for name, node in (cfg.get("logger") or {}).items():
+        if node is not None and "_target_" in node:
+            out.append(build(node, f"logger={name}"))
+    return out
+
+
+class RunResults:
+    """One run dir's results, from the score stage's output onwards."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.run_id = uuid.uuid4().hex[:12]
+        self.hash = config_hash(cfg)
+        self.train_log: list[dict] = []
+        self.loggers = []
+        self.entity_scores: list[P.EntityScores] = []
+        self.sizes: dict[str, dict] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.anomalies: list[dict] | None = None
+        self.groups: dict[str, dict] = {}
+
+    # -- the label-free objective of an hparams search --------------------------------
+    def best_val_loss(self) -> float:
+        """Mean over entities (or pooled groups) of the best validation loss. It comes from
+        the last ``trainer.val_ratio`` of the train split, so a search on it never sees test
+        data or labels."""
+        return self.mean_best_val_loss(self.train_log)
+
+    @staticmethod
+    def mean_best_val_loss(records) -> float:
+        """The same from per-epoch records or a run dir's ``train_log.csv`` frame; NaN when
+        no entity has a finite validation loss."""
+        df = pd.DataFrame(records)
+        if df.empty or "val_loss" not in df or "entity" not in df:
+            return float("nan")
+        val = pd.to_numeric(df["val_loss"], errors="coerce").replace([np.inf, -np.inf], np.nan)
+        best = val.groupby(df["entity"]).min().dropna()
+        return float(best.mean()) if len(best) else float("nan")
+
+    # -- logging sinks ---------------------------------------------------------------
+    def start_loggers(self) -> None:
+        cfg = self.cfg
+        tags = [f"{k}={v}" for k, v in choices(cfg).items() if k != "name"] + list(cfg.get("tags") or [])
+        for lg in instantiate_loggers(cfg):
+            self.loggers.append(lg.start(
+                OmegaConf.to_container(cfg, resolve=True) | {"config_hash": self.hash},
+                self.run_dir, f"{cfg.name}-s{cfg.seed}-{self.hash[:6]}", sweep_name(), tags, self.run_id))
+
+    def finish_loggers(self, exit_code: int) -> None:
+        """Always called, on success or failure; a sink that fails to close never masks the
+        job's own error."""
+        for lg in self.loggers:
+            try:
+                lg.finish(exit_code)
+            except Exception as fe:
+                log.warning("logger finish failed: %s", fe)
+
+    def on_epoch(self, entity: str):
+        def cb(rec):
+            self.train_log.append({"entity": entity, **rec})
+            for lg in self.loggers:
+                lg.log_epoch(entity, rec)
+        return cb
+
+    # -- the scoring stage ------------------------------------------------------------
+    def add_scores(self, name: str, labels: np.ndarray, sensors: list[str], groups: dict | None, tr, te,
+                   val_mask: np.ndarray, window: int, sizes: dict) -> None:
+        """Fit the configured scorer on one entity's train-split scores, transform both
+        splits, keep the result for the protocols and scores.npz. ``tr``/``te`` are the
+        score stage's SeriesScores (from a trained model, or rebuilt from a run dir's
+        scores.npz when re-scoring)."""
+        cfg = self.cfg
+        scorer = build(node_without(cfg.scoring, "name", "needs_residuals"), f"scoring={cfg.scoring.name}")
+        try:
+            scorer.fit(tr, sensors=sensors, groups=groups)
+            s_tr, s_te = scorer.transform(tr), scorer.transform(te)
+        except ValueError as err:
+            raise DataError(f"entity {name}: scoring={cfg.scoring.name}: {err}") from None
+        for note in s_te.notes:
+            log.warning("entity %s: %s", name, note)
+        es = P.EntityScores(name=name, labels=labels, score=s_te.score, train_score=s_tr.score,
+                            val_mask=val_mask, window_score=te.window, window_start=te.window_start,
+                            window=window, p=s_te.p, flags=s_te.flags, status=s_te.status)
+        self.entity_scores.append(es)
+        self.sizes[name] = sizes
+        self._keep_arrays(name, labels, sensors, tr, te, s_te, es)
+        if groups:
+            self.groups[name] = groups
+
+    def _keep_arrays(self, name: str, labels, sensors, tr, te, s_te, es: P.EntityScores) -> None:
+        k = f"{name}__"
+        a = self.arrays
+        a[k + "labels"] = labels
+        a[k + "score"] = es.score
+        a[k + "step"] = te.step
+        a[k + "train_step"] = tr.step
+        a[k + "train_score"] = es.train_score
+        a[k + "val_mask"] = es.val_mask
+        a[k + "window_score"] = es.window_score
+        a[k + "window_start"] = es.window_start
+        if te.residuals is not None:
+            # both splits' residuals, so the scoring stage can be re-run without training
+            a[k + "residuals"] = te.residuals.astype(np.float32)
+            a[k + "train_residuals"] = tr.residuals.astype(np.float32)
+        if te.factor is not None:
+            # a head's score factor (already in `step`), kept on its own: with scoring=m2ad
+            # the final score comes from the residuals, and the factor is still there to read
+            a[k + "head_factor"] = te.factor
+            if tr.factor is not None:
+                a[k + "train_head_factor"] = tr.factor
+        if s_te.p is not None:
+            a[k + "p"] = s_te.p
+        if s_te.flags is not None:
+            a[k + "flags"] = s_te.flags
+        if s_te.sensor_p is not None:
+            a[k + "sensor_p"] = s_te.sensor_p.astype(np.float32)
+        a[k + "sensors"] = np.array(sensors)
+
+    # -- the protocols ------------------------------------------------------------------
+    def evaluate_protocols(self) -> list[dict]:
+        """Every configured protocol on the kept entity scores → result rows."""
+        cfg = self.cfg
+        rows = []
+        ratio = cfg.dataset.get("anomaly_ratio")
+        for name, pcfg in cfg.protocol.items():
+            proto = P.build(name, OmegaConf.to_container(pcfg, resolve=True))
+            rows += proto.evaluate(self.entity_scores, anomaly_ratio=ratio)
+            if isinstance(proto, P.M2ADProtocol):
+                self.anomalies = [{"entity": k, "start": a, "end": b, "score": sc,
+                                   "top_sensors": self._drivers(k, a, b)}
+                                  for k, found in proto.detected.items() for a, b, sc in found]
+        status = {es.name: es.status for es in self.entity_scores}
+        for r in rows:
+            if status.get(r["entity"], "ok") != "ok":
+                r["warning"] = f"{status[r['entity']]}: train score has zero variance; nothing flagged"
+        for r in rows:
+            r.update(self.sizes.get(r["entity"], {}))
+            if r["entity"] == "ALL":
+                r.setdefault("n_entities", len(self.entity_scores))
+        return rows
+
+    def _drivers(self, entity: str, start: int, end: int) -> str:
+        """The sensors that drove an alarm (strongest per-sensor p-values over it), ';'-joined."""
+        sp = self.arrays.get(f"{entity}__sensor_p")
+        if sp is None:
+            return ""
+        from madbench.scoring.m2ad import top_sensors
+
+        return ";".join(top_sensors(sp, start, end, list(self.arrays[f"{entity}__sensors"])))
+
+    # -- outputs ----------------------------------------------------------------------
+    def finalize(self, rows: list[dict], status: str, error: str, started: float) -> pd.DataFrame:
+        base = {"run_id": self.run_id, "config_hash": self.hash, "seed": int(self.cfg.seed), **choices(self.cfg),
+                "status": status, "error": error, "total_seconds": time.perf_counter() - started,
+                "finished_at": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
+        if not rows:  # failed before any entity was evaluated: one row per protocol
+            rows = [{"entity": "ALL", "aggregate": "", "protocol": p} for p in (self.cfg.get("protocol") or {"none": 0})]
+        for r in rows:
+            r.update({k: v for k, v in base.items() if k not in r or k in ("status", "error")})
+        if self.arrays:
+            names = sorted({k.split("__")[0] for k in self.arrays if not k.startswith("__")})
+            meta = {"entities": names, "window": int(self.cfg.dataset.window), "config_hash": self.hash,
+                    "groups": self.groups}
+            self.arrays["__meta__"] = np.array(json.dumps(meta))
+            tcsv.write_npz(self.run_dir / "scores.npz", self.arrays)
+        tcsv.write_train_log(self.run_dir, self.train_log)
+        if self.anomalies is not None:
+            frame = pd.DataFrame(self.anomalies, columns=["entity", "start", "end", "score", "top_sensors"])
+            tcsv.atomic_write(self.run_dir / "anomalies.csv", lambda p: frame.to_csv(p, index=False))
+        return tcsv.write_results(self.run_dir, rows)
+
+    def publish(self, rows: list[dict], started: float) -> pd.DataFrame:
+        """The ``ok`` outputs: run-dir files, plots, and the results to every logger."""
+        df = self.finalize(rows, "ok", "", started)
+        self.plots(df)
+        for lg in self.loggers:
+            lg.log_results(df)
+        return df
+
+    def plots(self, df: pd.DataFrame) -> None:
+        lc = self.cfg.get("logger") or {}
+        if not lc.get("csv", {}).get("plots", True) and not self.loggers:
+            return
+        for es in self.entity_scores:
+            thr = df[(df.entity == es.name) & (df.protocol == "strict")]["threshold"]
+            path = plot_entity(self.run_dir / "plots" / f"{es.name}.png", es.name, es.score, es.labels,
+                               float(thr.iloc[0]) if len(thr) else None)
+            for lg in self.loggers:
+                lg.log_image(es.name, path)
+
+
+@contextmanager
+def task_wrapper(results: RunResults):
+    """Start the loggers; on any error write ``failed`` rows (with the reason) and re-raise;
+    always close the loggers. The one place a job or a re-scored variant fails."""
+    started = time.perf_counter()
+    exit_code = 0
+    try:
+        results.start_loggers()
+        yield started
+    except MadbenchError as e:
+        exit_code = 1
+        results.finalize([], "failed", str(e), started)
+        raise
+    except Exception as e:  # an unexpected bug: still failed rows, with the type named
+        exit_code = 1
+        results.finalize([], "failed", f"{type(e).__name__}: {e}", started)
+        raise
+    finally:
+        results.finish_loggers(exit_code)
+
+
+def sweep_name() -> str | None:
+    """The sweep dir's name in a multirun (the W&B group), else None."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            return Path(hc.sweep.dir).name
+    except ValueError:  # not under Hydra (tests, API use)
+        return None
+    return None
