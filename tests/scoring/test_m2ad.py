@@ -3,6 +3,7 @@ import importlib.util
 import math
 import pathlib
 import statistics
+import textwrap
 import warnings
 
 import numpy as np
@@ -11,6 +12,8 @@ from scipy import stats
 
 import madbench.scoring.m2ad as m2ad
 from madbench.scoring.m2ad import M2ADScorer, UncalibratedWarning, group_weights
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def bimodal(rng, t, s):
@@ -273,12 +276,87 @@ def test_partial_nan_and_bad_inputs_raise(errs):
         M2ADScorer().fit(np.full((10, 3), np.nan))
 
 
-def test_bench_script_runs_small(capsys):
-    path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "bench_m2ad.py"
-    spec = importlib.util.spec_from_file_location("bench_m2ad", path)
+def _load_script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    rc = mod.main(["--rows", "300", "--sensors", "3", "--components", "2", "--repeats", "1"])
+    return mod
+
+
+SMALL = ["--rows", "300", "--sensors", "3", "--repeats", "1"]
+
+
+def test_bench_script_runs_small(capsys):
+    rc = _load_script("bench_m2ad").main([*SMALL, "--components", "2"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "speed-up" in out and "max |p diff|" in out and "not given" in out
+    assert "speed-up" in out and "max |p diff|" in out
+    assert "re-implementation, NOT the authors' code" in out
+    assert "agreement with the re-implementation: ok" in out
+    assert "authors' code (--authors CHECKOUT): not given" in out
+
+
+# A stand-in for a clone of sarahmish/M2AD: its src/models/gmm.py with the authors' GMM
+# interface (sensors, n_components, covariance_type, one_sided; fit; p_values returning
+# gamma p, sensor p, combined, Fisher terms), computed here independently with scipy.
+FAKE_AUTHORS_GMM = """
+import numpy as np
+from scipy import stats
+from sklearn.mixture import GaussianMixture
+
+class GMM:
+    def __init__(self, sensors, n_components=1, covariance_type='spherical', one_sided=False, weights=None):
+        self.k, self.ct, self.one_sided = n_components, covariance_type, one_sided
+
+    def _p(self, X):
+        p = np.empty_like(X)
+        for i, g in enumerate(self.gmm):
+            sd = np.sqrt(np.asarray(g.covariances_).ravel())
+            sf = sum(w * stats.norm.sf(X[:, i], m, s) for w, m, s in zip(g.weights_, g.means_.ravel(), sd))
+            p[:, i] = sf if self.one_sided else 2 * np.minimum(sf, 1 - sf)
+        p = np.maximum(p * SKEW, 1e-16)
+        return p, (-2 * np.log(p)).sum(axis=1)
+
+    def fit(self, X):
+        self.gmm = [GaussianMixture(self.k, covariance_type=self.ct).fit(X[:, i:i + 1]) for i in range(X.shape[1])]
+        s = self._p(X)[1]
+        self.shape, self.scale = s.mean() ** 2 / s.var(), s.var() / s.mean()
+
+    def p_values(self, X):
+        p, s = self._p(X)
+        return stats.gamma.sf(s, self.shape, scale=self.scale), p, s, -2 * np.log(p)
+"""
+
+
+def _fake_checkout(root, skew):
+    (root / "src" / "models").mkdir(parents=True)
+    (root / "src" / "models" / "gmm.py").write_text(textwrap.dedent(FAKE_AUTHORS_GMM) + f"\nSKEW = {skew!r}\n")
+    return str(root)
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_bench_authors_agree_then_disagree(tmp_path, capsys, two_sided):
+    bench = _load_script("bench_m2ad")
+    sided = ["--two-sided"] if two_sided else []
+    good = _fake_checkout(tmp_path / "good", 1.0)
+    assert bench.main([*SMALL, *sided, "--authors", good]) == 0
+    out = capsys.readouterr().out
+    assert "authors' code (GMM.fit + p_values)" in out and "agreement with the authors' code: ok" in out
+    # p-values 1e-9 off (relative): the bench reports it and exits 1, also through bench.py
+    bad = _fake_checkout(tmp_path / "bad", 1.0 + 1e-9)
+    assert bench.main([*SMALL, *sided, "--authors", bad]) == 1
+    assert "agreement with the authors' code: DISAGREE" in capsys.readouterr().out
+    assert _load_script("bench").main(["m2ad", *SMALL, *sided, "--authors", bad]) == 1
+
+
+def test_bench_reimplementation_disagreement_fails(monkeypatch, capsys):
+    bench = _load_script("bench_m2ad")
+    pvalues = bench.ReferenceApproach.pvalues
+    monkeypatch.setattr(bench.ReferenceApproach, "pvalues", lambda self, x: pvalues(self, x * (1 + 1e-6)))
+    assert bench.main(SMALL) == 1
+    assert "agreement with the re-implementation: DISAGREE" in capsys.readouterr().out
+
+
+def test_bench_authors_missing_checkout(tmp_path, capsys):
+    assert _load_script("bench_m2ad").main([*SMALL, "--authors", str(tmp_path)]) == 2
+    assert "no src/models/gmm.py" in capsys.readouterr().err
