@@ -1,4 +1,5 @@
-"""M2ADScorer against independent computations: NormalDist loops, scipy per component."""
+"""M2ADScorer against independent computations: NormalDist loops, scipy per component,
+sklearn's GaussianMixture, exact rational arithmetic."""
 import importlib.util
 import math
 import pathlib
@@ -11,7 +12,7 @@ import pytest
 from scipy import stats
 
 import madbench.scoring.m2ad as m2ad
-from madbench.scoring.m2ad import M2ADScorer, UncalibratedWarning, group_weights
+from madbench.scoring.m2ad import COVARIANCE_TYPES, M2ADScorer, UncalibratedWarning, gaussian_fit, group_weights
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -106,10 +107,76 @@ def test_normal_equals_one_component_gmm(errs):
     train, test = errs
     a = M2ADScorer(distribution="normal").fit(train)
     b = M2ADScorer(n_components=1).fit(train)
-    assert a.gmms_ is None
+    assert a.gmms_ is None and b.gmms_ is None  # one component: closed form, no sklearn model
     np.testing.assert_allclose(a.means_, train.mean(axis=0)[:, None], rtol=1e-12)
     for ra, rb in zip(a.score(test), b.score(test)):
-        np.testing.assert_allclose(ra, rb, rtol=1e-8)
+        np.testing.assert_array_equal(ra, rb)
+
+
+def m2ad_like_errors(rng, t, s):
+    """Positive, skewed, small-scale errors like smoothed residuals, so that reg_covar (1e-6)
+    is a visible part of each variance (1e-4 .. 4e-2 of it)."""
+    return rng.gamma(rng.uniform(1.5, 4.0, s), rng.uniform(0.004, 0.05, s), (t, s))
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_one_component_closed_form_equals_sklearn(covariance_type, two_sided):
+    from sklearn.mixture import GaussianMixture
+    rng = np.random.default_rng(11)
+    train, test = m2ad_like_errors(rng, 3000, 4), m2ad_like_errors(rng, 500, 4)
+    test[::50] *= 8  # some far-out steps: small p-values
+    for reg_covar in (1e-6, 1e-4):
+        m = M2ADScorer(n_components=1, covariance_type=covariance_type, two_sided=two_sided,
+                       reg_covar=reg_covar).fit(train)
+        assert m.gmms_ is None
+        _, sp, _ = m.score(test)
+        for j in range(train.shape[1]):
+            g = GaussianMixture(1, covariance_type=covariance_type, reg_covar=reg_covar,
+                                random_state=0).fit(train[:, j:j + 1])
+            mu, var = g.means_.item(), np.asarray(g.covariances_).item()
+            assert g.weights_.item() == m.mix_weights_[j, 0] == 1.0
+            assert m.means_[j, 0] == pytest.approx(mu, rel=1e-12, abs=0)
+            assert m.sigmas_[j, 0] ** 2 == pytest.approx(var, rel=1e-12, abs=0)
+            # p-values from sklearn's parameters, by scipy: the same to 1e-12
+            sf = stats.norm.sf(test[:, j], mu, np.sqrt(var))
+            ref = 2 * np.minimum(sf, stats.norm.cdf(test[:, j], mu, np.sqrt(var))) if two_sided else sf
+            assert ref.min() < 1e-6  # the tail is exercised
+            np.testing.assert_allclose(sp[:, j], np.maximum(ref, 1e-16), rtol=1e-12, atol=0)
+
+
+def test_covariance_types_are_sklearns():
+    # GaussianMixture's documented covariance_type options: the closed-form test covers each
+    assert sorted(COVARIANCE_TYPES) == ["diag", "full", "spherical", "tied"]
+
+
+def test_closed_form_is_exact_where_mean_dwarfs_spread():
+    """mean/std = 1e4: exact rational arithmetic is the reference; the closed form is as close
+    to it as sklearn's GaussianMixture or closer (sklearn's one-pass E[x^2] - E[x]^2
+    cancels), and the input is left as it was."""
+    from sklearn.mixture import GaussianMixture
+    rng = np.random.default_rng(12)
+    x = 1e4 + rng.normal(0.0, 1.0, (4000, 1))
+    before = x.copy()
+    mean, var = gaussian_fit(x, 1e-6)
+    np.testing.assert_array_equal(x, before)
+    exact_mean = statistics.fmean(x[:, 0])             # fsum: correctly rounded
+    exact_var = statistics.pvariance(x[:, 0].tolist())  # exact fractions, then rounded
+    assert mean[0] == pytest.approx(exact_mean, rel=1e-15, abs=0)
+    assert var[0] == pytest.approx(exact_var + 1e-6, rel=1e-14, abs=0)
+    for ct in ("spherical", "diag", "tied"):
+        sk = np.asarray(GaussianMixture(1, covariance_type=ct, random_state=0).fit(x).covariances_).item()
+        assert abs(var[0] - (exact_var + 1e-6)) <= abs(sk - (exact_var + 1e-6))
+
+
+def test_closed_form_in_blocks_equals_one_block(monkeypatch):
+    x = m2ad_like_errors(np.random.default_rng(13), 200, 7)
+    full = gaussian_fit(x, 1e-6)
+    monkeypatch.setattr(m2ad, "_BLOCK_ELEMENTS", 450)  # two sensors per block, the last alone
+    for a, b in zip(full, gaussian_fit(x, 1e-6)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(full[0], x.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(full[1], x.var(axis=0) + 1e-6, rtol=1e-12)
 
 
 def test_chunked_cdf_equals_single_block(errs, monkeypatch):
@@ -272,6 +339,10 @@ def test_partial_nan_and_bad_inputs_raise(errs):
         M2ADScorer(distribution="t").fit(train)
     with pytest.raises(ValueError, match="n_components"):
         M2ADScorer(n_components=0).fit(train)
+    with pytest.raises(ValueError, match=r"covariance_type must be one of \['spherical', 'diag', 'full', 'tied'\]"):
+        M2ADScorer(covariance_type="sphere").fit(train)
+    with pytest.raises(ValueError, match="reg_covar"):
+        M2ADScorer(reg_covar=-1e-6).fit(train)
     with pytest.raises(ValueError, match="scored rows"):
         M2ADScorer().fit(np.full((10, 3), np.nan))
 
