@@ -2,9 +2,12 @@
 """madbench benchmarks: speed and memory as ratios against the reference, in one run.
 
     python scripts/bench.py metrics [--sizes ...]      # madbench.metrics vs vus
-    python scripts/bench.py m2ad [--reference-m2ad P]  # M2AD scoring vs the reference approach
+    python scripts/bench.py m2ad [--authors CHECKOUT]  # M2AD scoring vs the authors' code (a clone of
+                                                       # sarahmish/M2AD) and vs a re-implementation
     python scripts/bench.py memory [--root DIR]        # peak RSS of a pooled SMD run
-    python scripts/bench.py all                        # metrics + m2ad
+    python scripts/bench.py all                        # metrics + m2ad (re-implementation only)
+
+Exits non-zero when a suite does (m2ad: when madbench and a reference disagree).
 """
 from __future__ import annotations
 
@@ -23,10 +26,14 @@ def main(argv=None) -> int:
         print(__doc__)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     which, rest = argv[0], argv[1:]
+    status = 0
     for name in (["metrics", "m2ad"] if which == "all" else [which]):
         mod = importlib.import_module(SUITES[name])
-        mod.main(rest if which != "all" else [])
-    return 0
+        rc = mod.main(rest if which != "all" else [])
+        # Suites that check agreement return an exit status; others return their rows.
+        if isinstance(rc, int) and not isinstance(rc, bool) and rc != 0:
+            status = status or rc
+    return status
 
 
 if __name__ == "__main__":

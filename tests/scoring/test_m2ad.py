@@ -1,8 +1,10 @@
-"""M2ADScorer against independent computations: NormalDist loops, scipy per component."""
+"""M2ADScorer against independent computations: NormalDist loops, scipy per component,
+sklearn's GaussianMixture, exact rational arithmetic."""
 import importlib.util
 import math
 import pathlib
 import statistics
+import textwrap
 import warnings
 
 import numpy as np
@@ -10,7 +12,9 @@ import pytest
 from scipy import stats
 
 import madbench.scoring.m2ad as m2ad
-from madbench.scoring.m2ad import M2ADScorer, UncalibratedWarning, group_weights
+from madbench.scoring.m2ad import COVARIANCE_TYPES, M2ADScorer, UncalibratedWarning, gaussian_fit, group_weights
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def bimodal(rng, t, s):
@@ -103,10 +107,76 @@ def test_normal_equals_one_component_gmm(errs):
     train, test = errs
     a = M2ADScorer(distribution="normal").fit(train)
     b = M2ADScorer(n_components=1).fit(train)
-    assert a.gmms_ is None
+    assert a.gmms_ is None and b.gmms_ is None  # one component: closed form, no sklearn model
     np.testing.assert_allclose(a.means_, train.mean(axis=0)[:, None], rtol=1e-12)
     for ra, rb in zip(a.score(test), b.score(test)):
-        np.testing.assert_allclose(ra, rb, rtol=1e-8)
+        np.testing.assert_array_equal(ra, rb)
+
+
+def m2ad_like_errors(rng, t, s):
+    """Positive, skewed, small-scale errors like smoothed residuals, so that reg_covar (1e-6)
+    is a visible part of each variance (1e-4 .. 4e-2 of it)."""
+    return rng.gamma(rng.uniform(1.5, 4.0, s), rng.uniform(0.004, 0.05, s), (t, s))
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_one_component_closed_form_equals_sklearn(covariance_type, two_sided):
+    from sklearn.mixture import GaussianMixture
+    rng = np.random.default_rng(11)
+    train, test = m2ad_like_errors(rng, 3000, 4), m2ad_like_errors(rng, 500, 4)
+    test[::50] *= 8  # some far-out steps: small p-values
+    for reg_covar in (1e-6, 1e-4):
+        m = M2ADScorer(n_components=1, covariance_type=covariance_type, two_sided=two_sided,
+                       reg_covar=reg_covar).fit(train)
+        assert m.gmms_ is None
+        _, sp, _ = m.score(test)
+        for j in range(train.shape[1]):
+            g = GaussianMixture(1, covariance_type=covariance_type, reg_covar=reg_covar,
+                                random_state=0).fit(train[:, j:j + 1])
+            mu, var = g.means_.item(), np.asarray(g.covariances_).item()
+            assert g.weights_.item() == m.mix_weights_[j, 0] == 1.0
+            assert m.means_[j, 0] == pytest.approx(mu, rel=1e-12, abs=0)
+            assert m.sigmas_[j, 0] ** 2 == pytest.approx(var, rel=1e-12, abs=0)
+            # p-values from sklearn's parameters, by scipy: the same to 1e-12
+            sf = stats.norm.sf(test[:, j], mu, np.sqrt(var))
+            ref = 2 * np.minimum(sf, stats.norm.cdf(test[:, j], mu, np.sqrt(var))) if two_sided else sf
+            assert ref.min() < 1e-6  # the tail is exercised
+            np.testing.assert_allclose(sp[:, j], np.maximum(ref, 1e-16), rtol=1e-12, atol=0)
+
+
+def test_covariance_types_are_sklearns():
+    # GaussianMixture's documented covariance_type options: the closed-form test covers each
+    assert sorted(COVARIANCE_TYPES) == ["diag", "full", "spherical", "tied"]
+
+
+def test_closed_form_is_exact_where_mean_dwarfs_spread():
+    """mean/std = 1e4: exact rational arithmetic is the reference; the closed form is as close
+    to it as sklearn's GaussianMixture or closer (sklearn's one-pass E[x^2] - E[x]^2
+    cancels), and the input is left as it was."""
+    from sklearn.mixture import GaussianMixture
+    rng = np.random.default_rng(12)
+    x = 1e4 + rng.normal(0.0, 1.0, (4000, 1))
+    before = x.copy()
+    mean, var = gaussian_fit(x, 1e-6)
+    np.testing.assert_array_equal(x, before)
+    exact_mean = statistics.fmean(x[:, 0])             # fsum: correctly rounded
+    exact_var = statistics.pvariance(x[:, 0].tolist())  # exact fractions, then rounded
+    assert mean[0] == pytest.approx(exact_mean, rel=1e-15, abs=0)
+    assert var[0] == pytest.approx(exact_var + 1e-6, rel=1e-14, abs=0)
+    for ct in ("spherical", "diag", "tied"):
+        sk = np.asarray(GaussianMixture(1, covariance_type=ct, random_state=0).fit(x).covariances_).item()
+        assert abs(var[0] - (exact_var + 1e-6)) <= abs(sk - (exact_var + 1e-6))
+
+
+def test_closed_form_in_blocks_equals_one_block(monkeypatch):
+    x = m2ad_like_errors(np.random.default_rng(13), 200, 7)
+    full = gaussian_fit(x, 1e-6)
+    monkeypatch.setattr(m2ad, "_BLOCK_ELEMENTS", 450)  # two sensors per block, the last alone
+    for a, b in zip(full, gaussian_fit(x, 1e-6)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(full[0], x.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(full[1], x.var(axis=0) + 1e-6, rtol=1e-12)
 
 
 def test_chunked_cdf_equals_single_block(errs, monkeypatch):
@@ -269,16 +339,95 @@ def test_partial_nan_and_bad_inputs_raise(errs):
         M2ADScorer(distribution="t").fit(train)
     with pytest.raises(ValueError, match="n_components"):
         M2ADScorer(n_components=0).fit(train)
+    with pytest.raises(ValueError, match=r"covariance_type must be one of \['spherical', 'diag', 'full', 'tied'\]"):
+        M2ADScorer(covariance_type="sphere").fit(train)
+    with pytest.raises(ValueError, match="reg_covar"):
+        M2ADScorer(reg_covar=-1e-6).fit(train)
     with pytest.raises(ValueError, match="scored rows"):
         M2ADScorer().fit(np.full((10, 3), np.nan))
 
 
-def test_bench_script_runs_small(capsys):
-    path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "bench_m2ad.py"
-    spec = importlib.util.spec_from_file_location("bench_m2ad", path)
+def _load_script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    rc = mod.main(["--rows", "300", "--sensors", "3", "--components", "2", "--repeats", "1"])
+    return mod
+
+
+SMALL = ["--rows", "300", "--sensors", "3", "--repeats", "1"]
+
+
+def test_bench_script_runs_small(capsys):
+    rc = _load_script("bench_m2ad").main([*SMALL, "--components", "2"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "speed-up" in out and "max |p diff|" in out and "not given" in out
+    assert "speed-up" in out and "max |p diff|" in out
+    assert "re-implementation, NOT the authors' code" in out
+    assert "agreement with the re-implementation: ok" in out
+    assert "authors' code (--authors CHECKOUT): not given" in out
+
+
+# A stand-in for a clone of sarahmish/M2AD: its src/models/gmm.py with the authors' GMM
+# interface (sensors, n_components, covariance_type, one_sided; fit; p_values returning
+# gamma p, sensor p, combined, Fisher terms), computed here independently with scipy.
+FAKE_AUTHORS_GMM = """
+import numpy as np
+from scipy import stats
+from sklearn.mixture import GaussianMixture
+
+class GMM:
+    def __init__(self, sensors, n_components=1, covariance_type='spherical', one_sided=False, weights=None):
+        self.k, self.ct, self.one_sided = n_components, covariance_type, one_sided
+
+    def _p(self, X):
+        p = np.empty_like(X)
+        for i, g in enumerate(self.gmm):
+            sd = np.sqrt(np.asarray(g.covariances_).ravel())
+            sf = sum(w * stats.norm.sf(X[:, i], m, s) for w, m, s in zip(g.weights_, g.means_.ravel(), sd))
+            p[:, i] = sf if self.one_sided else 2 * np.minimum(sf, 1 - sf)
+        p = np.maximum(p * SKEW, 1e-16)
+        return p, (-2 * np.log(p)).sum(axis=1)
+
+    def fit(self, X):
+        self.gmm = [GaussianMixture(self.k, covariance_type=self.ct).fit(X[:, i:i + 1]) for i in range(X.shape[1])]
+        s = self._p(X)[1]
+        self.shape, self.scale = s.mean() ** 2 / s.var(), s.var() / s.mean()
+
+    def p_values(self, X):
+        p, s = self._p(X)
+        return stats.gamma.sf(s, self.shape, scale=self.scale), p, s, -2 * np.log(p)
+"""
+
+
+def _fake_checkout(root, skew):
+    (root / "src" / "models").mkdir(parents=True)
+    (root / "src" / "models" / "gmm.py").write_text(textwrap.dedent(FAKE_AUTHORS_GMM) + f"\nSKEW = {skew!r}\n")
+    return str(root)
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_bench_authors_agree_then_disagree(tmp_path, capsys, two_sided):
+    bench = _load_script("bench_m2ad")
+    sided = ["--two-sided"] if two_sided else []
+    good = _fake_checkout(tmp_path / "good", 1.0)
+    assert bench.main([*SMALL, *sided, "--authors", good]) == 0
+    out = capsys.readouterr().out
+    assert "authors' code (GMM.fit + p_values)" in out and "agreement with the authors' code: ok" in out
+    # p-values 1e-9 off (relative): the bench reports it and exits 1, also through bench.py
+    bad = _fake_checkout(tmp_path / "bad", 1.0 + 1e-9)
+    assert bench.main([*SMALL, *sided, "--authors", bad]) == 1
+    assert "agreement with the authors' code: DISAGREE" in capsys.readouterr().out
+    assert _load_script("bench").main(["m2ad", *SMALL, *sided, "--authors", bad]) == 1
+
+
+def test_bench_reimplementation_disagreement_fails(monkeypatch, capsys):
+    bench = _load_script("bench_m2ad")
+    pvalues = bench.ReferenceApproach.pvalues
+    monkeypatch.setattr(bench.ReferenceApproach, "pvalues", lambda self, x: pvalues(self, x * (1 + 1e-6)))
+    assert bench.main(SMALL) == 1
+    assert "agreement with the re-implementation: DISAGREE" in capsys.readouterr().out
+
+
+def test_bench_authors_missing_checkout(tmp_path, capsys):
+    assert _load_script("bench_m2ad").main([*SMALL, "--authors", str(tmp_path)]) == 2
+    assert "no src/models/gmm.py" in capsys.readouterr().err
