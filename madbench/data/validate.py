@@ -149,7 +149,7 @@ def check_labels(labels: np.ndarray, n_test: int, label_path: PathLike, test_pat
         raise DataError(f"{label_path}: labels of shape {y.shape}; expected one 0/1 label per test row")
     if len(y) != n_test:
         raise DataError(
-            f"{label_path}: {len(y)} labels; expected {n_test}, the number of rows in {Path(test_path).name}"
+            f"{label_path}: {len(y)} labels, but {test_path} has {n_test} rows; expected one label per test row"
         )
     if y.dtype != bool:
         finite = np.isfinite(y) if np.issubdtype(y.dtype, np.floating) else np.ones(len(y), bool)

@@ -8,7 +8,7 @@ from madbench.data.nasa import load_nasa, load_nasa_merged
 from madbench.errors import DataError
 
 from .conftest import N_TEST, N_TRAIN
-from .helpers import raises_data_error
+from .helpers import raises_data_error, raises_disagreement
 
 
 def test_msl_channels_columns_and_labels(nasa_root):
@@ -134,12 +134,19 @@ def test_merged(msl_merged_root):
 
 def test_merged_label_length(msl_merged_root):
     np.save(msl_merged_root / "MSL_test_label.npy", np.zeros(N_TEST - 1))
-    raises_data_error(
+    raises_disagreement(
         load_nasa_merged,
         msl_merged_root,
         "MSL",
-        file="MSL_test_label.npy",
-        expect=f"expected {N_TEST}, the number of rows in MSL_test.npy",
+        files=(str(msl_merged_root / "MSL_test_label.npy"), str(msl_merged_root / "MSL_test.npy")),
+        values=(f"{N_TEST - 1} labels", f"{N_TEST} rows"),
+    )
+
+
+def test_merged_train_and_test_columns_disagree(msl_merged_root):
+    np.save(msl_merged_root / "MSL_test.npy", np.zeros((N_TEST, 25)))
+    raises_disagreement(
+        load_nasa_merged, msl_merged_root, "MSL", files=("MSL_test.npy",), values=("25 columns", "expected 55")
     )
 
 

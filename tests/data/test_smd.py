@@ -1,11 +1,12 @@
 import gzip
 
 import numpy as np
+import pytest
 
 from madbench.data.smd import load_smd, load_smd_merged
 
 from .conftest import N_TEST, N_TRAIN, SMD_EVENTS
-from .helpers import raises_data_error
+from .helpers import raises_data_error, raises_disagreement
 
 
 def _first_line(path):
@@ -59,14 +60,30 @@ def test_missing_test_dir(tmp_path):
     raises_data_error(load_smd, tmp_path, file="test", expect="machine-X-Y.txt")
 
 
-def test_label_length(smd_root):
+@pytest.mark.parametrize("n", [N_TEST + 3, N_TEST - 20])
+def test_label_length_disagrees_with_test_rows(smd_root, n):
     p = smd_root / "test_label" / "machine-2-1.txt"
-    p.write_text("\n".join(["0"] * (N_TEST + 3)) + "\n")
-    raises_data_error(
+    p.write_text("\n".join(["0"] * n) + "\n")
+    raises_disagreement(
         load_smd,
         smd_root,
-        file="test_label/machine-2-1.txt",
-        expect=f"expected {N_TEST}, the number of rows in machine-2-1.txt",
+        files=(str(p), str(smd_root / "test" / "machine-2-1.txt")),
+        values=(f"{n} labels", f"{N_TEST} rows"),
+    )
+
+
+def test_cut_short_gzipped_test_file(smd_root):
+    """The test file (gzipped) cut short: its labels no longer match, named with both counts."""
+    p = smd_root / "test" / "machine-1-10.txt.gz"
+    with gzip.open(p, "rt") as f:
+        lines = f.read().splitlines()
+    with gzip.open(p, "wt") as f:
+        f.write("\n".join(lines[: N_TEST - 30]) + "\n")
+    raises_disagreement(
+        load_smd,
+        smd_root,
+        files=("test_label/machine-1-10.txt.gz", "test/machine-1-10.txt.gz"),
+        values=(f"{N_TEST} labels", f"{N_TEST - 30} rows"),
     )
 
 
@@ -125,6 +142,16 @@ def test_merged(smd_merged_root):
     (e,) = load_smd_merged(smd_merged_root)
     assert (e.name, e.system, e.train.shape, e.test.shape) == ("SMD", "SMD", (N_TRAIN, 38), (N_TEST, 38))
     assert e.sensors == [f"dim_{i}" for i in range(38)] and e.labels.sum() == 10
+
+
+def test_merged_label_length_disagrees_with_test_rows(smd_merged_root):
+    np.save(smd_merged_root / "SMD_test_label.npy", np.zeros(N_TEST + 7))
+    raises_disagreement(
+        load_smd_merged,
+        smd_merged_root,
+        files=(str(smd_merged_root / "SMD_test_label.npy"), str(smd_merged_root / "SMD_test.npy")),
+        values=(f"{N_TEST + 7} labels", f"{N_TEST} rows"),
+    )
 
 
 def test_merged_wrong_dims(smd_merged_root):
