@@ -118,10 +118,47 @@ def test_bad_interpretation(smd_root):
     p = smd_root / "interpretation_label" / "machine-1-2.txt"
     p.write_text("0-5:1,3\n10-12\n")
     raises_data_error(load_smd, smd_root, file="interpretation_label/machine-1-2.txt", expect="start-end:dim")
-    p.write_text("0-5:0,3\n")
-    raises_data_error(load_smd, smd_root, file="interpretation_label/machine-1-2.txt", expect="1..38")
-    p.write_text(f"0-{N_TEST + 1}:3\n")
-    raises_data_error(load_smd, smd_root, file="interpretation_label/machine-1-2.txt", expect=f"end <= {N_TEST}")
+    p.write_text("0-5:1,3\n7-7:2\n")
+    raises_data_error(load_smd, smd_root, file="interpretation_label/machine-1-2.txt", expect="start < end")
+
+
+def test_interpretation_dims_outside_the_columns(smd_root):
+    p = smd_root / "interpretation_label" / "machine-1-2.txt"
+    for line, dims in (("0-5:0,3", "[0, 3]"), ("0-5:3,39", "[3, 39]")):
+        p.write_text(line + "\n")
+        raises_disagreement(
+            load_smd,
+            smd_root,
+            files=(str(p), str(smd_root / "test" / "machine-1-2.txt")),
+            values=(f"dims {dims}", "38 columns", "1..38"),
+        )
+
+
+def test_interpretation_range_past_the_test_rows(smd_root):
+    p = smd_root / "interpretation_label" / "machine-1-2.txt"
+    p.write_text(f"0-5:1\n140-{N_TEST + 1}:3\n")
+    msg = raises_disagreement(
+        load_smd,
+        smd_root,
+        files=(str(p), str(smd_root / "test" / "machine-1-2.txt")),
+        values=(f"140-{N_TEST + 1}", f"{N_TEST} rows"),
+    )
+    assert "line 2" in msg
+
+
+def test_gzipped_interpretation_is_read_not_ignored(smd_root):
+    """`prepare` copies interpretation_label/*.txt.gz; the loader used to look only for .txt."""
+    src = smd_root / "interpretation_label" / "machine-1-2.txt"
+    with gzip.open(src.with_name("machine-1-2.txt.gz"), "wt") as f:
+        f.write(src.read_text())
+    src.unlink()
+    e12 = load_smd(smd_root, entities=["machine-1-2"])[0]
+    assert e12.meta["interpretation"][0] == {"start": 0, "end": 4, "columns": [0, 2], "sensors": ["dim_0", "dim_2"]}
+    assert e12.meta["source"]["interpretation"].endswith("machine-1-2.txt.gz")
+    src.with_name("machine-1-2.txt.gz").write_bytes(b"\x1f\x8b garbage")
+    raises_data_error(
+        load_smd, smd_root, entities=["machine-1-2"], file="interpretation_label/machine-1-2.txt.gz", expect="start-end"
+    )
 
 
 def test_nan_in_test(smd_root):
