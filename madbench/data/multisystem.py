@@ -11,8 +11,9 @@
   increasing within ``test.csv``. The test timestamps become ``Entity.timestamps``.
 * ``labels.csv`` has one row per anomaly. ``start`` and ``end`` are TEST TIMESTAMPS, both
   inclusive: a test row is anomalous when ``start <= timestamp <= end`` for a row of its
-  system. An event that covers no test row is an error (usually a unit mismatch). The
-  optional ``kind`` column is free text and ``sensors`` lists names separated by ``;``.
+  system. Both must lie within the first..last test timestamp, and the event must cover at
+  least one test row; anything else is an error (usually a unit mismatch), never clipped. The
+  optional ``kind`` column is free text and ``sensors`` lists column names separated by ``;``.
   ``Entity.meta["events"]`` holds the same events as inclusive ROW indices.
 * ``meta.yaml``::
 
@@ -205,6 +206,12 @@ def load_multisystem(
         events = []
         rows = label_df[label_df["system"] == name]
         for i, row in rows.iterrows():
+            if row["start"] < test_t[0] or row["end"] > test_t[-1]:
+                raise DataError(
+                    f"{labels_path}: row {i} ({name}, {row['start']}..{row['end']}) reaches outside the test "
+                    f"timestamps of {test_path}; expected start and end within {test_t[0]}..{test_t[-1]} "
+                    f"(in the unit of its {TIME!r} column)"
+                )
             lo = int(np.searchsorted(test_t, row["start"], side="left"))
             hi = int(np.searchsorted(test_t, row["end"], side="right")) - 1
             if hi < lo:
@@ -218,7 +225,10 @@ def load_multisystem(
                 ev_sensors = [s.strip() for s in str(row["sensors"]).split(";") if s.strip()]
                 bad = [s for s in ev_sensors if s not in train_cols]
                 if bad:
-                    raise DataError(f"{labels_path}: row {i} names sensor {bad[0]!r}; expected columns of {name}")
+                    raise DataError(
+                        f"{labels_path}: row {i} names sensor {bad[0]!r}, but {train_path} has columns "
+                        f"{train_cols}; expected columns of {name}"
+                    )
             kind = str(row["kind"]).strip() if "kind" in rows.columns and str(row["kind"]).strip() else "anomaly"
             events.append({"start": lo, "end": hi, "kind": kind, "sensors": ev_sensors})
 

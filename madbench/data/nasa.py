@@ -13,6 +13,11 @@ the commands as covariates (M2AD); ``sensors="all"`` models and scores every col
 
 ``anomaly_sequences`` are 0-based ``[start, end]`` test-row pairs with inclusive ends.
 
+The CSV describes the files, and each loaded channel is held to it: ``num_values`` must equal
+the rows of ``test/<chan_id>.npy`` (a test file cut short or swapped is refused, not trained
+on), ``spacecraft`` fixes the column count (MSL 55, SMAP 25) and every sequence must end
+inside the test rows. A disagreement is a one-line DataError naming both files and values.
+
 SMAP's CSV lists P-2 twice, with different sequences. ``entities="all"`` leaves out every
 channel listed more than once (only P-2 in the public CSV), which gives the paper's 53 SMAP
 channels / 67 events (and 27 channels / 36 events for MSL). Asking for such a channel by name
@@ -35,7 +40,6 @@ from madbench.data.merged import load_merged_npy
 from madbench.data.validate import (
     EXPECTED_DIMS,
     check_2d,
-    check_dims,
     check_same_dims,
     load_npy,
     read_csv,
@@ -49,7 +53,7 @@ log = logging.getLogger(__name__)
 SPACECRAFT = ("MSL", "SMAP")
 SENSORS = ("first", "all")
 CSV_NAME = "labeled_anomalies.csv"
-CSV_COLUMNS = ("chan_id", "spacecraft", "anomaly_sequences", "class")
+CSV_COLUMNS = ("chan_id", "spacecraft", "anomaly_sequences", "class", "num_values")
 
 
 def nasa_columns(d: int) -> list[str]:
@@ -83,6 +87,18 @@ def _parse_sequences(text: str, csv_path: Path, chan: str) -> list[tuple[int, in
     return out
 
 
+def _parse_num_values(value, csv_path: Path, chan: str) -> int:
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        n = float("nan")
+    if not (np.isfinite(n) and n == round(n) and n >= 0):
+        raise DataError(
+            f"{csv_path}: num_values {value!r} of {chan}; expected the number of test rows (a whole number)"
+        )
+    return int(n)
+
+
 def _parse_classes(text: str, n: int, csv_path: Path, chan: str) -> list[str]:
     # written as "[contextual, point]", which is not JSON
     items = [t.strip().strip("'\"") for t in str(text).strip().strip("[]").split(",") if t.strip()]
@@ -107,7 +123,7 @@ def _merge_events(events: list[dict]) -> list[dict]:
 
 def read_labeled_anomalies(root: str | Path) -> pd.DataFrame:
     csv_path = Path(root) / CSV_NAME
-    df = read_csv(csv_path, "telemanom's labeled_anomalies.csv (chan_id, spacecraft, anomaly_sequences, class)")
+    df = read_csv(csv_path, f"telemanom's labeled_anomalies.csv ({', '.join(CSV_COLUMNS)})")
     missing = [c for c in CSV_COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"{csv_path}: no column {missing[0]!r}; expected columns {list(CSV_COLUMNS)}")
@@ -147,6 +163,7 @@ def load_nasa(
     for chan in names:
         rows = df[df["chan_id"] == chan]
         events = []
+        num_values = [_parse_num_values(v, csv_path, chan) for v in rows["num_values"]]
         for _, row in rows.iterrows():
             seqs = _parse_sequences(row["anomaly_sequences"], csv_path, chan)
             kinds = _parse_classes(row["class"], len(seqs), csv_path, chan)
@@ -158,28 +175,51 @@ def load_nasa(
                 stacklevel=2,
             )
             events = _merge_events(events)
-        out.append(_load_channel(root, chan, spacecraft, sensors, events, min_length))
+        out.append(_load_channel(root, chan, spacecraft, sensors, events, num_values, min_length))
     return out
 
 
+def _check_spacecraft_dims(arr: np.ndarray, path: Path, csv_path: Path, chan: str, spacecraft: str) -> None:
+    expected = EXPECTED_DIMS[spacecraft]
+    if arr.shape[1] != expected:
+        raise DataError(
+            f"{path}: {arr.shape[1]} columns, but {csv_path} gives spacecraft {spacecraft} for {chan}; "
+            f"expected {expected} ({spacecraft} dims)"
+        )
+
+
 def _load_channel(
-    root: Path, chan: str, spacecraft: str, sensors: str, events: list[dict], min_length: int | None
+    root: Path,
+    chan: str,
+    spacecraft: str,
+    sensors: str,
+    events: list[dict],
+    num_values: list[int],
+    min_length: int | None,
 ) -> Entity:
     csv_path = root / CSV_NAME
     train_path, test_path = root / "train" / f"{chan}.npy", root / "test" / f"{chan}.npy"
     what = f"{spacecraft} channel {chan} as a [time, {EXPECTED_DIMS[spacecraft]}] array"
     train = check_2d(load_npy(train_path, what), train_path, what)
     test = check_2d(load_npy(test_path, what), test_path, what)
-    check_dims(train, EXPECTED_DIMS[spacecraft], train_path, spacecraft)
-    check_dims(test, EXPECTED_DIMS[spacecraft], test_path, spacecraft)
+    _check_spacecraft_dims(train, train_path, csv_path, chan, spacecraft)
+    _check_spacecraft_dims(test, test_path, csv_path, chan, spacecraft)
     check_same_dims(train, test, train_path, test_path)
+    # before the sequences: a cut-short file would otherwise be blamed on the CSV's sequence
+    for n in dict.fromkeys(num_values):
+        if len(test) != n:
+            raise DataError(
+                f"{test_path}: {len(test)} rows, but {csv_path} gives num_values {n} for {chan}; "
+                f"expected them to agree (copy test/{chan}.npy from the download again if it was cut short "
+                "or replaced, or correct num_values)"
+            )
 
     labels = np.zeros(len(test), dtype=np.int8)
     for ev in events:
         if ev["end"] >= len(test):
             raise DataError(
                 f"{csv_path}: sequence [{ev['start']}, {ev['end']}] of {chan} ends past the test data; "
-                f"expected end < {len(test)}, the rows in {test_path.name}"
+                f"expected end < {len(test)}, the rows in {test_path}"
             )
         labels[ev["start"] : ev["end"] + 1] = 1
     columns = nasa_columns(train.shape[1])

@@ -50,7 +50,11 @@ def load_psm(root: str | Path, min_length: int | None = None) -> list[Entity]:
     check_dims(train, DIMS, paths["train"], "PSM")
     check_dims(test, DIMS, paths["test"], "PSM")
     if test_cols != train_cols:
-        raise DataError(f"{paths['test']}: columns {test_cols[:3]}...; expected the same columns as train.csv")
+        j = next(j for j, (a, b) in enumerate(zip(test_cols, train_cols)) if a != b)
+        raise DataError(
+            f"{paths['test']}: column {test_cols[j]!r} where {paths['train']} has {train_cols[j]!r}; "
+            "expected the same columns in the same order"
+        )
 
     lab_df = read_csv(paths["test_label"], f"{TIME},label with one row per test row")
     label_t, _, lab = _split_time(lab_df, paths["test_label"], "a 0/1 label column")
@@ -59,7 +63,10 @@ def load_psm(root: str | Path, min_length: int | None = None) -> list[Entity]:
     labels = check_labels(lab[:, 0], len(test), paths["test_label"], paths["test"])
     if not np.array_equal(label_t, test_t):
         i = int(np.flatnonzero(label_t != test_t)[0])
-        raise DataError(f"{paths['test_label']}: {TIME} {label_t[i]} at row {i}; expected {test_t[i]} as in test.csv")
+        raise DataError(
+            f"{paths['test_label']}: {TIME} {label_t[i]} at row {i}, but {paths['test']} has {test_t[i]}; "
+            "expected the same timestamps row by row"
+        )
 
     imputed = int((~np.isfinite(train)).sum())
     train = impute(train, column_means(train))

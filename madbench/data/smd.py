@@ -5,7 +5,7 @@ Per-machine layout (``root`` = the ``ServerMachineDataset`` folder, e.g. ``datas
     train/machine-X-Y.txt[.gz]            comma-separated floats, no header, 38 columns
     test/machine-X-Y.txt[.gz]             same
     test_label/machine-X-Y.txt[.gz]       one 0/1 per line, one line per test row
-    interpretation_label/machine-X-Y.txt  optional; lines ``start-end:d1,d2,...``
+    interpretation_label/machine-X-Y.txt[.gz]  optional; lines ``start-end:d1,d2,...``
 
 The files have no header, so the first line is data (one reference loader drops it).
 Columns are named ``dim_0`` .. ``dim_37`` (0-based: ``dim_i`` is column ``i``).
@@ -16,6 +16,10 @@ public files, 264 of the 268 ranges are exactly a run of ``test_label``). They a
 ``end`` (``end = file_end - 1``, like every madbench event), ``columns`` the 0-based column
 indices and ``sensors`` their names. ``meta["events"]`` holds the runs of ``test_label``; each
 event's ``sensors`` is the union of the interpretation ranges that overlap it (None if none).
+
+A range past the test rows or a dim outside the columns is refused, naming both files. Ranges
+are NOT required to match ``test_label``, because the public files don't (the 4 ranges above;
+machine-2-3's ``7910-8010`` covers 9 rows that ``test_label`` leaves unlabelled).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from madbench.data.validate import (
     natural_key,
     numeric_matrix,
     read_csv,
+    read_text,
     require_dir,
     select,
     validate_entity,
@@ -67,9 +72,13 @@ def _read_matrix(path: Path, what: str) -> np.ndarray:
     return numeric_matrix(df, path, what)
 
 
-def parse_interpretation(path: Path, n_test: int, columns: list[str]) -> list[dict]:
+def parse_interpretation(
+    path: Path, n_test: int, columns: list[str], test_path: Path | str = "the test file"
+) -> list[dict]:
+    """``path``'s ranges, held to the test file they describe (``n_test`` rows, ``columns``)."""
     out = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    text = read_text(path, "lines 'start-end:dim,dim,...'")
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         m = _INTERP.match(line)
@@ -77,12 +86,18 @@ def parse_interpretation(path: Path, n_test: int, columns: list[str]) -> list[di
             raise DataError(f"{path}: line {lineno} {line.strip()!r}; expected 'start-end:dim,dim,...'")
         start, end_excl = int(m.group(1)), int(m.group(2))
         dims = [int(d) for d in m.group(3).split(",")]
-        if not 0 <= start < end_excl <= n_test:
+        if start >= end_excl:
+            raise DataError(f"{path}: line {lineno} range {start}-{end_excl}; expected start < end (end exclusive)")
+        if end_excl > n_test:
             raise DataError(
-                f"{path}: line {lineno} range {start}-{end_excl}; expected 0 <= start < end <= {n_test} (test rows)"
+                f"{path}: line {lineno} range {start}-{end_excl}, but {test_path} has {n_test} rows; "
+                f"expected 0 <= start < end <= {n_test}"
             )
         if any(not 1 <= d <= len(columns) for d in dims):
-            raise DataError(f"{path}: line {lineno} dims {dims}; expected 1-based dims in 1..{len(columns)}")
+            raise DataError(
+                f"{path}: line {lineno} dims {dims}, but {test_path} has {len(columns)} columns; "
+                f"expected 1-based dims in 1..{len(columns)}"
+            )
         cols = sorted({d - 1 for d in dims})
         out.append({"start": start, "end": end_excl - 1, "columns": cols, "sensors": [columns[c] for c in cols]})
     return out
@@ -119,8 +134,12 @@ def load_smd(root: str | Path, entities: str | Iterable[str] = "all", min_length
             raise DataError(f"{label_path}: {raw.shape[1]} values per line; expected one 0/1 label per line")
         labels = check_labels(raw[:, 0], len(test), label_path, test_path)
 
-        interp_path = root / "interpretation_label" / f"{machine}.txt"
-        interpretation = parse_interpretation(interp_path, len(test), columns) if interp_path.is_file() else None
+        interp_path = next(
+            (p for s in SUFFIXES if (p := root / "interpretation_label" / f"{machine}{s}").is_file()), None
+        )
+        interpretation = (
+            parse_interpretation(interp_path, len(test), columns, test_path) if interp_path is not None else None
+        )
         source = {"train": str(train_path), "test": str(test_path), "labels": str(label_path)}
         if interpretation is not None:
             source["interpretation"] = str(interp_path)

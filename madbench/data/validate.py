@@ -8,6 +8,7 @@ not, because a score cannot be placed on a row that has no value.
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import warnings
@@ -68,6 +69,18 @@ def load_npy(path: PathLike, what: str = "a NumPy array") -> np.ndarray:
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise DataError(f"{p}: dtype {arr.dtype} is not numeric; expected {what}")
     return arr
+
+
+def read_text(path: PathLike, what: str) -> str:
+    """A text file's contents, gunzipped when the name ends in ``.gz``."""
+    p = require_file(path, what)
+    try:
+        if p.name.endswith(".gz"):
+            with gzip.open(p, "rt") as f:
+                return f.read()
+        return p.read_text()
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise DataError(f"{p}: cannot read as text ({_one_line(e)}); expected {what}") from None
 
 
 def read_csv(path: PathLike, what: str, **kwargs: Any) -> pd.DataFrame:
@@ -149,7 +162,7 @@ def check_labels(labels: np.ndarray, n_test: int, label_path: PathLike, test_pat
         raise DataError(f"{label_path}: labels of shape {y.shape}; expected one 0/1 label per test row")
     if len(y) != n_test:
         raise DataError(
-            f"{label_path}: {len(y)} labels; expected {n_test}, the number of rows in {Path(test_path).name}"
+            f"{label_path}: {len(y)} labels, but {test_path} has {n_test} rows; expected one label per test row"
         )
     if y.dtype != bool:
         finite = np.isfinite(y) if np.issubdtype(y.dtype, np.floating) else np.ones(len(y), bool)

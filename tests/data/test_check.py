@@ -32,7 +32,44 @@ def test_check_failure_is_one_line_no_traceback(capsys, data_dir):
     rc, out, err = _run(capsys, "check", "--dataset", "smd", "--root", str(data_dir))
     lines = err.strip().splitlines()
     assert rc == 1 and len(lines) == 1 and "Traceback" not in err
-    assert lines[0].startswith("error: ") and "test_label/machine-2-1.txt" in lines[0] and "expected 150" in lines[0]
+    assert lines[0].startswith("error: ") and "test_label/machine-2-1.txt" in lines[0]
+    assert "2 labels" in lines[0] and "150 rows" in lines[0]
+
+
+def _cut_nasa_test_file(data_dir, chan="M-6", n=140):
+    path = data_dir / "NASA" / "test" / f"{chan}.npy"
+    np.save(path, np.load(path)[:n])
+    return path
+
+
+def test_check_refuses_a_cut_short_nasa_test_file(capsys, data_dir):
+    """Issue 10: the cut-short file used to pass `madbench-data check` (exit 0, a normal table)."""
+    path = _cut_nasa_test_file(data_dir)
+    rc, out, err = _run(capsys, "check", "--dataset", "msl", "--root", str(data_dir))
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1 and "Traceback" not in err and "msl:" not in out
+    assert lines[0].startswith(f"error: {path}: 140 rows, but {data_dir / 'NASA' / 'labeled_anomalies.csv'}")
+    assert "num_values 150 for M-6" in lines[0]
+
+
+def test_training_refuses_a_cut_short_nasa_test_file_before_training(data_dir, tmp_path):
+    """The runner loads through the same loader: a failed row, the same line, nothing trained."""
+    import pandas as pd
+
+    from madbench import run
+    from madbench.errors import DataError
+    from tests.conftest import compose_cfg
+
+    path = _cut_nasa_test_file(data_dir)
+    cfg = compose_cfg(["dataset=msl", f"paths.data_dir={data_dir}", "dataset.window=20", "trainer.epochs=1",
+                       "trainer.progress=false", "logger.csv.plots=false"], tiny=False)
+    with pytest.raises(DataError) as info:
+        run.main(cfg, tmp_path / "run")
+    assert str(info.value).startswith(f"{path}: 140 rows") and "num_values 150" in str(info.value)
+    res = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert (res.status == "failed").all() and "num_values 150" in res.error.iloc[0]
+    assert not (tmp_path / "run" / "scores.npz").exists()
+    assert len(pd.read_csv(tmp_path / "run" / "train_log.csv")) == 0  # not one epoch was trained
 
 
 def test_check_window_too_long(capsys, data_dir):

@@ -6,7 +6,7 @@ from madbench.data.entity import Entity
 from madbench.data.multisystem import load_multisystem, write_multisystem
 
 from .conftest import N_TEST, N_TRAIN
-from .helpers import raises_data_error
+from .helpers import raises_data_error, raises_disagreement
 
 
 def test_load_handwritten_layout(multisystem_root):
@@ -115,6 +115,22 @@ def test_meta_names_unknown_column(multisystem_root):
     raises_data_error(load_multisystem, multisystem_root, file="meta.yaml", expect="columns of systems/pump-1")
 
 
+@pytest.mark.parametrize(
+    "old, new, files, values",
+    [
+        ("covariates: [cmd]", "covariates: [valve]", ("systems/pump-1/train.csv",),
+         ("covariates names 'valve'", "['p1', 'p2', 't1', 'cmd']")),
+        ("systems:\n", "systems:\n  pump-9:\n    sensors: [p1]\n", ("systems",),
+         ("systems.pump-9", "['fan_2', 'pump-1']")),
+    ],
+)
+def test_meta_disagrees_with_the_files(multisystem_root, old, new, files, values):
+    p = multisystem_root / "meta.yaml"
+    assert old in p.read_text()
+    p.write_text(p.read_text().replace(old, new))
+    raises_disagreement(load_multisystem, multisystem_root, files=(str(p), *files), values=values)
+
+
 def test_meta_group_sensor_not_a_sensor(multisystem_root):
     p = multisystem_root / "meta.yaml"
     p.write_text(p.read_text().replace("sensors: [t1]}", "sensors: [cmd]}"))
@@ -138,6 +154,38 @@ def test_labels_unknown_system_and_uncovered_event(multisystem_root):
     raises_data_error(load_multisystem, multisystem_root, file="labels.csv", expect="within 1200..")
     p.write_text("system,start,end\nfan_2,1300,1200\n")
     raises_data_error(load_multisystem, multisystem_root, file="labels.csv", expect="start <= end")
+
+
+@pytest.mark.parametrize(
+    "row, bound",
+    [
+        ("fan_2,1100,1250", "1200"),  # starts before the first test timestamp (inside train time)
+        ("pump-1,3600,99999", "3690"),  # ends after the last test timestamp
+    ],
+)
+def test_labels_range_partly_outside_the_test_timestamps(multisystem_root, row, bound):
+    """Used to be clipped silently to the rows it does cover."""
+    p = multisystem_root / "labels.csv"
+    p.write_text("system,start,end\n" + row + "\n")
+    system, start, end = row.split(",")
+    msg = raises_disagreement(
+        load_multisystem,
+        multisystem_root,
+        files=(str(p), f"systems/{system}/test.csv"),
+        values=(f"{start}..{end}", bound),
+    )
+    assert "row 0" in msg
+
+
+def test_labels_sensor_not_a_column(multisystem_root):
+    p = multisystem_root / "labels.csv"
+    p.write_text("system,start,end,kind,sensors\npump-1,2250,2290,spike,p1;p7\n")
+    raises_disagreement(
+        load_multisystem,
+        multisystem_root,
+        files=(str(p), "systems/pump-1/train.csv"),
+        values=("'p7'", "['p1', 'p2', 't1', 'cmd']"),
+    )
 
 
 def test_labels_missing_or_without_columns(multisystem_root):

@@ -8,7 +8,7 @@ from madbench.data.nasa import load_nasa, load_nasa_merged
 from madbench.errors import DataError
 
 from .conftest import N_TEST, N_TRAIN
-from .helpers import raises_data_error
+from .helpers import raises_data_error, raises_disagreement
 
 
 def test_msl_channels_columns_and_labels(nasa_root):
@@ -86,11 +86,85 @@ def test_wrong_dims(nasa_root):
     raises_data_error(load_nasa, nasa_root, "MSL", file="train/C-1.npy", expect="expected 55")
 
 
+def test_spacecraft_disagrees_with_the_column_count(nasa_root):
+    """The CSV says C-1 is an MSL channel (55 columns); its test file has SMAP's 25."""
+    np.save(nasa_root / "test" / "C-1.npy", np.zeros((N_TEST, 25)))
+    msg = raises_disagreement(
+        load_nasa,
+        nasa_root,
+        "MSL",
+        files=(str(nasa_root / "test" / "C-1.npy"), str(nasa_root / "labeled_anomalies.csv")),
+        values=("25 columns", "spacecraft MSL", "55"),
+    )
+    assert "C-1" in msg
+
+
+def _set_csv(nasa_root, chan, column, value, row=None):
+    path = nasa_root / "labeled_anomalies.csv"
+    df = pd.read_csv(path)
+    where = df.index[df.chan_id == chan]
+    df[column] = df[column].astype(object)
+    df.loc[where if row is None else where[row], column] = value
+    df.to_csv(path, index=False)
+
+
+@pytest.mark.parametrize(
+    "chan, rows, num_values",
+    [
+        ("M-6", N_TEST - 10, N_TEST),  # issue 10: cut short, every event still inside; it used to train
+        ("C-1", N_TEST - 1, N_TEST),  # cut through C-1's last event: blame the file, not the sequence
+        ("C-1", N_TEST, N_TEST + 5),  # the CSV edited instead
+    ],
+)
+def test_test_rows_disagree_with_num_values(nasa_root, chan, rows, num_values):
+    if rows != N_TEST:
+        np.save(nasa_root / "test" / f"{chan}.npy", np.load(nasa_root / "test" / f"{chan}.npy")[:rows])
+    if num_values != N_TEST:
+        _set_csv(nasa_root, chan, "num_values", num_values)
+    msg = raises_disagreement(
+        load_nasa,
+        nasa_root,
+        "MSL",
+        files=(str(nasa_root / "test" / f"{chan}.npy"), str(nasa_root / "labeled_anomalies.csv")),
+        values=(f"{rows} rows", f"num_values {num_values}"),
+    )
+    assert msg.startswith(f"{nasa_root / 'test' / chan}.npy: {rows} rows, but") and f"for {chan};" in msg
+
+
+def test_every_row_of_a_duplicated_channel_is_checked(nasa_root):
+    _set_csv(nasa_root, "P-2", "num_values", 999, row=1)  # the second of P-2's two rows
+    with pytest.warns(UserWarning, match="P-2"):
+        raises_disagreement(
+            load_nasa,
+            nasa_root,
+            "SMAP",
+            entities=["P-2"],
+            files=("test/P-2.npy", "labeled_anomalies.csv"),
+            values=(f"{N_TEST} rows", "num_values 999"),
+        )
+
+
+def test_num_values_missing_or_not_a_count(nasa_root):
+    _set_csv(nasa_root, "C-1", "num_values", "many")
+    raises_data_error(load_nasa, nasa_root, "MSL", file="labeled_anomalies.csv", expect="'many'")
+    _set_csv(nasa_root, "C-1", "num_values", "")
+    raises_data_error(load_nasa, nasa_root, "MSL", file="labeled_anomalies.csv", expect="number of test rows")
+    df = pd.read_csv(nasa_root / "labeled_anomalies.csv").drop(columns=["num_values"])
+    df.to_csv(nasa_root / "labeled_anomalies.csv", index=False)
+    raises_data_error(load_nasa, nasa_root, "MSL", file="labeled_anomalies.csv", expect="'num_values'")
+
+
 def test_sequence_past_test_end(nasa_root):
     df = pd.read_csv(nasa_root / "labeled_anomalies.csv")
     df.loc[df.chan_id == "M-6", "anomaly_sequences"] = json.dumps([[140, N_TEST]])
     df.to_csv(nasa_root / "labeled_anomalies.csv", index=False)
-    raises_data_error(load_nasa, nasa_root, "MSL", file="labeled_anomalies.csv", expect=f"end < {N_TEST}")
+    raises_disagreement(
+        load_nasa,
+        nasa_root,
+        "MSL",
+        files=("labeled_anomalies.csv", "test/M-6.npy"),
+        values=(f"[140, {N_TEST}]", f"end < {N_TEST}"),
+    )
 
 
 def test_malformed_sequences_and_classes(nasa_root):
@@ -134,12 +208,19 @@ def test_merged(msl_merged_root):
 
 def test_merged_label_length(msl_merged_root):
     np.save(msl_merged_root / "MSL_test_label.npy", np.zeros(N_TEST - 1))
-    raises_data_error(
+    raises_disagreement(
         load_nasa_merged,
         msl_merged_root,
         "MSL",
-        file="MSL_test_label.npy",
-        expect=f"expected {N_TEST}, the number of rows in MSL_test.npy",
+        files=(str(msl_merged_root / "MSL_test_label.npy"), str(msl_merged_root / "MSL_test.npy")),
+        values=(f"{N_TEST - 1} labels", f"{N_TEST} rows"),
+    )
+
+
+def test_merged_train_and_test_columns_disagree(msl_merged_root):
+    np.save(msl_merged_root / "MSL_test.npy", np.zeros((N_TEST, 25)))
+    raises_disagreement(
+        load_nasa_merged, msl_merged_root, "MSL", files=("MSL_test.npy",), values=("25 columns", "expected 55")
     )
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 from madbench.data.psm import load_psm
 
 from .conftest import N_TEST, N_TRAIN, PSM_NAN
-from .helpers import raises_data_error
+from .helpers import raises_data_error, raises_disagreement
 
 
 def test_load_psm(psm_root):
@@ -36,14 +36,37 @@ def test_test_nan_is_an_error(psm_root):
 def test_label_length(psm_root):
     df = pd.read_csv(psm_root / "test_label.csv")
     df.iloc[:-2].to_csv(psm_root / "test_label.csv", index=False)
-    raises_data_error(load_psm, psm_root, file="test_label.csv", expect=f"expected {N_TEST}")
+    raises_disagreement(
+        load_psm,
+        psm_root,
+        files=(str(psm_root / "test_label.csv"), str(psm_root / "test.csv")),
+        values=(f"{N_TEST - 2} labels", f"{N_TEST} rows"),
+    )
 
 
 def test_label_timestamps_must_match(psm_root):
     df = pd.read_csv(psm_root / "test_label.csv")
     df.loc[7, "timestamp_(min)"] += 1000
     df.to_csv(psm_root / "test_label.csv", index=False)
-    raises_data_error(load_psm, psm_root, file="test_label.csv", expect="as in test.csv")
+    t = N_TRAIN + 7
+    msg = raises_disagreement(
+        load_psm,
+        psm_root,
+        files=(str(psm_root / "test_label.csv"), str(psm_root / "test.csv")),
+        values=(f"timestamp_(min) {t + 1000}", f"{t}"),
+    )
+    assert "row 7" in msg
+
+
+def test_test_columns_disagree_with_train(psm_root):
+    df = pd.read_csv(psm_root / "test.csv").rename(columns={"feature_3": "feature_x"})
+    df.to_csv(psm_root / "test.csv", index=False)
+    raises_disagreement(
+        load_psm,
+        psm_root,
+        files=(str(psm_root / "test.csv"), str(psm_root / "train.csv")),
+        values=("'feature_x'", "'feature_3'"),
+    )
 
 
 def test_missing_timestamp_column(psm_root):

@@ -1,11 +1,12 @@
 import gzip
 
 import numpy as np
+import pytest
 
 from madbench.data.smd import load_smd, load_smd_merged
 
 from .conftest import N_TEST, N_TRAIN, SMD_EVENTS
-from .helpers import raises_data_error
+from .helpers import raises_data_error, raises_disagreement
 
 
 def _first_line(path):
@@ -59,14 +60,30 @@ def test_missing_test_dir(tmp_path):
     raises_data_error(load_smd, tmp_path, file="test", expect="machine-X-Y.txt")
 
 
-def test_label_length(smd_root):
+@pytest.mark.parametrize("n", [N_TEST + 3, N_TEST - 20])
+def test_label_length_disagrees_with_test_rows(smd_root, n):
     p = smd_root / "test_label" / "machine-2-1.txt"
-    p.write_text("\n".join(["0"] * (N_TEST + 3)) + "\n")
-    raises_data_error(
+    p.write_text("\n".join(["0"] * n) + "\n")
+    raises_disagreement(
         load_smd,
         smd_root,
-        file="test_label/machine-2-1.txt",
-        expect=f"expected {N_TEST}, the number of rows in machine-2-1.txt",
+        files=(str(p), str(smd_root / "test" / "machine-2-1.txt")),
+        values=(f"{n} labels", f"{N_TEST} rows"),
+    )
+
+
+def test_cut_short_gzipped_test_file(smd_root):
+    """The test file (gzipped) cut short: its labels no longer match, named with both counts."""
+    p = smd_root / "test" / "machine-1-10.txt.gz"
+    with gzip.open(p, "rt") as f:
+        lines = f.read().splitlines()
+    with gzip.open(p, "wt") as f:
+        f.write("\n".join(lines[: N_TEST - 30]) + "\n")
+    raises_disagreement(
+        load_smd,
+        smd_root,
+        files=("test_label/machine-1-10.txt.gz", "test/machine-1-10.txt.gz"),
+        values=(f"{N_TEST} labels", f"{N_TEST - 30} rows"),
     )
 
 
@@ -101,10 +118,47 @@ def test_bad_interpretation(smd_root):
     p = smd_root / "interpretation_label" / "machine-1-2.txt"
     p.write_text("0-5:1,3\n10-12\n")
     raises_data_error(load_smd, smd_root, file="interpretation_label/machine-1-2.txt", expect="start-end:dim")
-    p.write_text("0-5:0,3\n")
-    raises_data_error(load_smd, smd_root, file="interpretation_label/machine-1-2.txt", expect="1..38")
-    p.write_text(f"0-{N_TEST + 1}:3\n")
-    raises_data_error(load_smd, smd_root, file="interpretation_label/machine-1-2.txt", expect=f"end <= {N_TEST}")
+    p.write_text("0-5:1,3\n7-7:2\n")
+    raises_data_error(load_smd, smd_root, file="interpretation_label/machine-1-2.txt", expect="start < end")
+
+
+def test_interpretation_dims_outside_the_columns(smd_root):
+    p = smd_root / "interpretation_label" / "machine-1-2.txt"
+    for line, dims in (("0-5:0,3", "[0, 3]"), ("0-5:3,39", "[3, 39]")):
+        p.write_text(line + "\n")
+        raises_disagreement(
+            load_smd,
+            smd_root,
+            files=(str(p), str(smd_root / "test" / "machine-1-2.txt")),
+            values=(f"dims {dims}", "38 columns", "1..38"),
+        )
+
+
+def test_interpretation_range_past_the_test_rows(smd_root):
+    p = smd_root / "interpretation_label" / "machine-1-2.txt"
+    p.write_text(f"0-5:1\n140-{N_TEST + 1}:3\n")
+    msg = raises_disagreement(
+        load_smd,
+        smd_root,
+        files=(str(p), str(smd_root / "test" / "machine-1-2.txt")),
+        values=(f"140-{N_TEST + 1}", f"{N_TEST} rows"),
+    )
+    assert "line 2" in msg
+
+
+def test_gzipped_interpretation_is_read_not_ignored(smd_root):
+    """`prepare` copies interpretation_label/*.txt.gz; the loader used to look only for .txt."""
+    src = smd_root / "interpretation_label" / "machine-1-2.txt"
+    with gzip.open(src.with_name("machine-1-2.txt.gz"), "wt") as f:
+        f.write(src.read_text())
+    src.unlink()
+    e12 = load_smd(smd_root, entities=["machine-1-2"])[0]
+    assert e12.meta["interpretation"][0] == {"start": 0, "end": 4, "columns": [0, 2], "sensors": ["dim_0", "dim_2"]}
+    assert e12.meta["source"]["interpretation"].endswith("machine-1-2.txt.gz")
+    src.with_name("machine-1-2.txt.gz").write_bytes(b"\x1f\x8b garbage")
+    raises_data_error(
+        load_smd, smd_root, entities=["machine-1-2"], file="interpretation_label/machine-1-2.txt.gz", expect="start-end"
+    )
 
 
 def test_nan_in_test(smd_root):
@@ -125,6 +179,16 @@ def test_merged(smd_merged_root):
     (e,) = load_smd_merged(smd_merged_root)
     assert (e.name, e.system, e.train.shape, e.test.shape) == ("SMD", "SMD", (N_TRAIN, 38), (N_TEST, 38))
     assert e.sensors == [f"dim_{i}" for i in range(38)] and e.labels.sum() == 10
+
+
+def test_merged_label_length_disagrees_with_test_rows(smd_merged_root):
+    np.save(smd_merged_root / "SMD_test_label.npy", np.zeros(N_TEST + 7))
+    raises_disagreement(
+        load_smd_merged,
+        smd_merged_root,
+        files=(str(smd_merged_root / "SMD_test_label.npy"), str(smd_merged_root / "SMD_test.npy")),
+        values=(f"{N_TEST + 7} labels", f"{N_TEST} rows"),
+    )
 
 
 def test_merged_wrong_dims(smd_merged_root):
