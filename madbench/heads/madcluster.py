@@ -34,9 +34,16 @@ MAPPINGS = ("one-class", "soft-boundary", "none")
 
 
 # -- the pure loss terms ---------------------------------------------------------------------
-def cosine_assignment(h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """q_tj = (cos(h_t, c_j) + 1) / 2 ∈ [0, 1]: [B, L, d] × [k, d] → [B, L, k]."""
-    return (torch.nn.functional.cosine_similarity(h.unsqueeze(2), c[None, None], dim=-1) + 1) / 2
+def cosine_assignment(h: torch.Tensor, c: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """q_tj = (cos(h_t, c_j) + 1) / 2 ∈ [0, 1]: [B, L, d] × [k, d] → [B, L, k].
+
+    Computed as h·c / (max(‖h‖, eps)·max(‖c‖, eps)), as ``F.cosine_similarity`` does, but
+    with one matrix product instead of broadcasting h against every centre: the [B, L, d]
+    tensor is read twice (norm, product) and nothing of that size is written."""
+    dot = h @ c.T
+    hn = (h * h).sum(-1, keepdim=True).sqrt().clamp_min(eps)
+    cn = c.norm(dim=-1).clamp_min(eps)
+    return (dot / (hn * cn) + 1) / 2
 
 
 def student_t_assignment(h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -46,7 +53,10 @@ def student_t_assignment(h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 
 
 def squared_distance(h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """‖h_t − c_j‖²: [B, L, d] × [k, d] → [B, L, k]."""
+    """‖h_t − c_j‖²: [B, L, d] × [k, d] → [B, L, k], from the differences (not the
+    ‖h‖² − 2h·c + ‖c‖² expansion, which cancels when h is near c)."""
+    if c.shape[0] == 1:
+        return ((h - c[0]) ** 2).sum(-1, keepdim=True)
     return ((h.unsqueeze(2) - c[None, None]) ** 2).sum(-1)
 
 

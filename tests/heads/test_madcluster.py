@@ -73,6 +73,16 @@ def test_threshold_target_and_cosine_assignment():
     torch.testing.assert_close(cosine_assignment(h, c).flatten(), torch.tensor([1.0, 0.5, 0.0]))
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_assignment_and_distance_equal_the_library_forms(k):
+    h, c = torch.randn(4, 6, 5, dtype=F64), torch.randn(k, 5, dtype=F64)
+    ref = (torch.nn.functional.cosine_similarity(h.unsqueeze(2), c[None, None], dim=-1) + 1) / 2
+    torch.testing.assert_close(cosine_assignment(h, c), ref)
+    from madbench.heads.madcluster import squared_distance
+
+    torch.testing.assert_close(squared_distance(h, c), torch.cdist(h, c.expand(4, k, 5)) ** 2)
+
+
 def test_mapping_loss_one_class_and_soft_boundary_by_hand():
     h = torch.tensor([[[1.0, 2.0], [3.0, 0.0]]])
     c = torch.tensor([[1.0, 0.0]])
