@@ -3,6 +3,8 @@
     madbench-tables m2ad_table2 RESULTS [--out DIR]
     madbench-tables m2ad_ablation RESULTS [--out DIR]
     madbench-tables madcluster_t3 RESULTS [--out DIR]
+    madbench-tables madcluster_t2 RESULTS [--out DIR] [--metric f1]
+    madbench-tables paired RESULTS --paired head=none,madcluster [--by backbone] [--metric f1]
 
 RESULTS is a collected CSV (``madbench-collect``) or a directory of run dirs (collected
 on the fly). Prints the table and writes it as CSV, Markdown and LaTeX (default: beside
@@ -208,7 +210,170 @@ def madcluster_t3(df: pd.DataFrame) -> pd.DataFrame:
     return s.reset_index(drop=True)
 
 
-TABLES = {"m2ad_table2": m2ad_table2, "m2ad_ablation": m2ad_ablation, "madcluster_t3": madcluster_t3}
+# -- paired comparisons (issue 13) ---------------------------------------------------------------
+#: config keys that never change what a run computes (madbench.config.HASH_EXCLUDE) plus the
+#: run's own labels; everything else must match between the two runs of a pair
+PAIR_IGNORE = ("paths", "logger", "hydra", "skip_done", "name", "optimize_metric", "rescore", "rescored_from",
+               "experiment_name", "tags", "trainer.progress", "trainer.eval_batch_size", "trainer.device")
+
+
+def _flat(d, prefix="") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def run_configs(df: pd.DataFrame) -> dict[str, dict]:
+    """run_id → its flattened, resolved config (from the run dir's config.yaml)."""
+    from omegaconf import OmegaConf
+
+    if "run_dir" not in df:
+        raise SystemExit("madbench-tables: error: --paired needs the run dirs' configs; give a sweep directory or "
+                         "a CSV written by madbench-collect (it has a run_dir column)")
+    out = {}
+    for run_id, run_dir in df.groupby("run_id")["run_dir"].first().items():
+        path = Path(str(run_dir)) / "config.yaml"
+        if not path.exists():
+            raise SystemExit(f"madbench-tables: error: {path} not found; --paired compares the runs' configs")
+        out[run_id] = _flat(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+    return out
+
+
+def _ignored(key: str, paired: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in PAIR_IGNORE + (paired,))
+
+
+def pair_runs(df: pd.DataFrame, key: str, a: str, b: str) -> list[tuple[str, str]]:
+    """(run_id in arm a, run_id in arm b) pairs whose configs are equal but for ``key``
+    (and labels); a run of arm a without such a partner is a SystemExit naming the first
+    key its closest candidate differs in."""
+    ok = df[df["status"] == "ok"]
+    configs = run_configs(ok)
+    arm = {rid: str(c.get(key, c.get(f"{key}.name"))) for rid, c in configs.items()}
+    runs_a = [r for r in configs if arm[r] == a]
+    runs_b = [r for r in configs if arm[r] == b]
+    if not runs_a or not runs_b:
+        raise SystemExit(f"madbench-tables: error: --paired {key}={a},{b}: found {len(runs_a)} run(s) with {key}={a} "
+                         f"and {len(runs_b)} with {key}={b}; expected both arms in RESULTS")
+
+    def rest(rid):
+        return {k: v for k, v in configs[rid].items() if not _ignored(k, key)}
+
+    index = {}
+    for rid in runs_b:
+        index.setdefault(json_key(rest(rid)), rid)
+    pairs = []
+    for rid in runs_a:
+        partner = index.get(json_key(rest(rid)))
+        if partner is None:
+            ra = rest(rid)
+            diffs = [sorted(k for k in set(ra) | set(rest(o)) if ra.get(k) != rest(o).get(k)) for o in runs_b]
+            first = min(diffs, key=len)
+            raise SystemExit(f"madbench-tables: error: --paired {key}={a},{b}: run {rid} has no partner whose config "
+                             f"differs only in {key}; the closest differs in {first[0]!r}")
+        pairs.append((rid, partner))
+    return pairs
+
+
+def json_key(d: dict) -> str:
+    import json
+
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def paired_table(df: pd.DataFrame, key: str, a: str, b: str, by: str = "backbone", metric: str = "f1",
+                 protocol: str = "madcluster") -> pd.DataFrame:
+    """Per ``by`` group: per-entity ``metric`` under ``protocol``, averaged over seeds, arm b
+    minus arm a on the same entities; mean gain, bootstrap 95% CI, Wilcoxon p."""
+    from madbench.paired import paired_gain
+
+    pairs = pair_runs(df, key, a, b)
+    ent = df[(df["status"] == "ok") & (df["entity"] != "ALL") & (df["protocol"] == protocol)]
+    if ent.empty:
+        raise SystemExit(f"madbench-tables: error: no per-entity rows of protocol {protocol} in RESULTS")
+    val = ent.set_index(["run_id", "entity"])[metric]
+    rows = []
+    records = []
+    for ra, rb in pairs:
+        ga = ent[ent.run_id == ra]
+        if ga.empty:
+            continue
+        for e in ga["entity"].unique():
+            if (rb, e) in val.index:
+                records.append({by: ga[by].iloc[0], "seed": ga["seed"].iloc[0], "entity": e,
+                                "a": float(val.loc[(ra, e)]), "b": float(val.loc[(rb, e)])})
+    rec = pd.DataFrame(records)
+    if rec.empty:
+        raise SystemExit(f"madbench-tables: error: the paired runs share no entity with protocol {protocol} rows")
+    for group, g in rec.groupby(by):
+        per_entity = g.groupby("entity")[["a", "b"]].mean()  # averaged over seeds
+        gain = paired_gain(per_entity["a"].to_numpy(), per_entity["b"].to_numpy())
+        rows.append({by: group, "seeds": g["seed"].nunique(), "entities": gain.n, f"{metric}_{a}": gain.mean_a,
+                     f"{metric}_{b}": gain.mean_b, "mean_gain": gain.mean_gain, "ci_low": gain.ci_low,
+                     "ci_high": gain.ci_high, "wilcoxon_p": gain.wilcoxon_p, "verdict": gain.verdict()})
+    return pd.DataFrame(rows)
+
+
+def madcluster_t2(df: pd.DataFrame, metric: str = "f1") -> pd.DataFrame:
+    """Appendix Table 2: per backbone, head=none vs head=madcluster under the madcluster
+    protocol (mean ± std over seeds of the entity mean), the paper beside, and the paired
+    per-entity gain with its CI and Wilcoxon p."""
+    g = madcluster_per_seed(df, ["dataset", "backbone", "head"])
+
+    def sd(x):
+        return float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
+
+    s = g.groupby(["dataset", "backbone", "head"]).agg(
+        seeds=("seed", "nunique"), entities=("n_entities", "max"), f1_mean=("f1", "mean"), f1_std=("f1", sd),
+        vus_roc_mean=("vus_roc", "mean"), vus_pr_mean=("vus_pr", "mean"),
+        strict_f1_mean=("strict_f1", "mean")).reset_index()
+    paper = pd.read_csv(PAPER_DIR / "madcluster_appendix_t2_msl.csv")
+    paper["key"] = paper.backbone.str.lower().str.replace("anomalytransformer", "anomaly_transformer")
+    paper = paper.set_index(["key", paper.madcluster.astype(str).str.lower()])
+    gains = paired_table(df, "head", "none", "madcluster", "backbone", metric).set_index("backbone")
+    rows = []
+    for (ds, bb), grp in s.groupby(["dataset", "backbone"]):
+        arms = grp.set_index("head")
+        none = arms.loc["none"] if "none" in arms.index else None
+        mc = arms.loc["madcluster"] if "madcluster" in arms.index else None
+        p0 = paper["f1"].get((bb, "false"), np.nan)
+        p1 = paper["f1"].get((bb, "true"), np.nan)
+        gain = gains.loc[bb] if bb in gains.index else None
+        ours = (mc.f1_mean - none.f1_mean) if none is not None and mc is not None else np.nan
+        rows.append({
+            "dataset": ds, "backbone": bb, "seeds": int(max(arms.seeds)), "entities": int(max(arms.entities)),
+            "f1_none": none.f1_mean if none is not None else np.nan, "f1_none_std": none.f1_std if none is not None else np.nan,
+            "f1_madcluster": mc.f1_mean if mc is not None else np.nan,
+            "f1_madcluster_std": mc.f1_std if mc is not None else np.nan,
+            "paper_f1_none": p0, "paper_f1_madcluster": p1, "delta_ours": ours, "delta_paper": p1 - p0,
+            "direction_matches": _same_direction(ours, p1 - p0),
+            "vus_roc_none": none.vus_roc_mean if none is not None else np.nan,
+            "vus_roc_madcluster": mc.vus_roc_mean if mc is not None else np.nan,
+            "paper_vus_roc_none": paper["vus_roc"].get((bb, "false"), np.nan),
+            "paper_vus_roc_madcluster": paper["vus_roc"].get((bb, "true"), np.nan),
+            "strict_f1_none": none.strict_f1_mean if none is not None else np.nan,
+            "strict_f1_madcluster": mc.strict_f1_mean if mc is not None else np.nan,
+            "paired_gain": gain.mean_gain if gain is not None else np.nan,
+            "ci_low": gain.ci_low if gain is not None else np.nan, "ci_high": gain.ci_high if gain is not None else np.nan,
+            "wilcoxon_p": gain.wilcoxon_p if gain is not None else np.nan,
+            "verdict": gain.verdict if gain is not None else "not paired"})
+    return pd.DataFrame(rows)
+
+
+def _same_direction(ours: float, paper: float, tol: float = 0.005) -> str:
+    if ours != ours or paper != paper:
+        return "—"
+    sign = lambda x: 0 if abs(x) <= tol else (1 if x > 0 else -1)
+    return "yes" if sign(ours) == sign(paper) else "no"
+
+
+TABLES = {"m2ad_table2": m2ad_table2, "m2ad_ablation": m2ad_ablation, "madcluster_t3": madcluster_t3,
+          "madcluster_t2": madcluster_t2}
 
 
 def _pm(m, s) -> str:
@@ -223,6 +388,21 @@ def _delta(d) -> str:
 
 def render(name: str, t: pd.DataFrame) -> pd.DataFrame:
     """Human-readable columns: 'mean ± std' strings."""
+    if name == "madcluster_t2":
+        return pd.DataFrame({
+            "backbone": t.backbone, "seeds": t.seeds, "entities": t.entities,
+            "F1 none": [_pm(a, b) for a, b in zip(t.f1_none, t.f1_none_std)],
+            "F1 +MADCluster": [_pm(a, b) for a, b in zip(t.f1_madcluster, t.f1_madcluster_std)],
+            "paper": [f"{a:.2f} → {b:.2f}" if a == a else "—" for a, b in zip(t.paper_f1_none, t.paper_f1_madcluster)],
+            "ΔF1 ours": [_delta(d) for d in t.delta_ours], "ΔF1 paper": [_delta(d) for d in t.delta_paper],
+            "same direction": t.direction_matches,
+            "paired gain [95% CI]": [f"{g:+.3f} [{lo:+.3f}, {hi:+.3f}]" if g == g else "—"
+                                     for g, lo, hi in zip(t.paired_gain, t.ci_low, t.ci_high)],
+            "Wilcoxon p": [f"{p:.3g}" if p == p else "—" for p in t.wilcoxon_p], "verdict": t.verdict,
+            "strict F1 none → +MC": [f"{a:.3f} → {b:.3f}" if a == a else "—"
+                                     for a, b in zip(t.strict_f1_none, t.strict_f1_madcluster)]})
+    if name == "paired":
+        return t.assign(**{c: t[c].map(lambda v: f"{v:.3g}") for c in t.columns if t[c].dtype.kind == "f"})
     if name == "madcluster_t3":
         return pd.DataFrame({
             "dataset": [str(d).upper() for d in t.dataset], "backbone": t.backbone, "arm": t.arm, "seeds": t.seeds,
@@ -259,12 +439,26 @@ def render(name: str, t: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="madbench-tables", description=__doc__.split("\n\n")[0])
-    ap.add_argument("table", choices=sorted(TABLES))
+    ap.add_argument("table", choices=sorted(TABLES) + ["paired"])
     ap.add_argument("results", type=Path, help="collected CSV or a directory of run dirs")
     ap.add_argument("--out", type=Path, default=None, help="output directory (default: beside RESULTS)")
+    ap.add_argument("--paired", default=None, metavar="KEY=A,B",
+                    help="paired comparison of two arms that differ only in KEY (e.g. head=none,madcluster)")
+    ap.add_argument("--by", default="backbone", help="group the paired comparison by this result column")
+    ap.add_argument("--metric", default="f1", help="the per-entity metric compared (madcluster protocol rows)")
+    ap.add_argument("--protocol", default="madcluster", help="the protocol whose per-entity rows are paired")
     a = ap.parse_args(argv)
     df = load_results(a.results)
-    t = TABLES[a.table](df)
+    if a.table == "paired":
+        if not a.paired or "=" not in a.paired or len(a.paired.split("=", 1)[1].split(",")) != 2:
+            raise SystemExit("madbench-tables: error: paired needs --paired KEY=A,B (e.g. head=none,madcluster)")
+        key, arms = a.paired.split("=", 1)
+        arm_a, arm_b = arms.split(",")
+        t = paired_table(df, key, arm_a, arm_b, a.by, a.metric, a.protocol)
+    elif a.table == "madcluster_t2":
+        t = madcluster_t2(df, a.metric)
+    else:
+        t = TABLES[a.table](df)
     shown = render(a.table, t)
     out = a.out or (a.results if a.results.is_dir() else a.results.parent)
     out.mkdir(parents=True, exist_ok=True)
@@ -281,6 +475,21 @@ def main(argv=None) -> None:
         rt.add_row(*[str(v) for v in r])
     Console(width=None if sys.stdout.isatty() else 160).print(rt)
     print(f"wrote {out / a.table}.csv, .md, .tex")
+    if a.table in ("paired", "madcluster_t2"):
+        arms = ([f"{a.metric}_{x}" for x in a.paired.split("=", 1)[1].split(",")] if a.table == "paired"
+                else ["f1_none", "f1_madcluster"])
+        write_cd_diagram(t, arms, out / f"{a.table}_cd.png", title=f"{a.table}: mean rank over {a.by}s")
+
+
+def write_cd_diagram(t: pd.DataFrame, arm_columns: list[str], path: Path, title: str = "") -> None:
+    """Mean ranks of the arms over the table's rows (blocks), Friedman test, CD diagram PNG."""
+    from madbench.paired import cd_diagram, friedman
+
+    scores = t[arm_columns].to_numpy(dtype=float)
+    result = friedman(scores, [c.split("_", 1)[-1] for c in arm_columns])
+    cd_diagram(result, path, title=title)
+    ranks = ", ".join(f"{n} {r:.2f}" for n, r in zip(result.arms, result.mean_ranks))
+    print(f"mean ranks over {result.n_blocks} blocks: {ranks}; p = {result.p:.3g} -> {path}")
 
 
 if __name__ == "__main__":

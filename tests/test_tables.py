@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from madbench import tables as T
@@ -162,3 +164,66 @@ def test_madcluster_tables_need_madcluster_protocol_rows():
     df = mc_rows()
     with pytest.raises(SystemExit, match="no protocol=madcluster results"):
         T.madcluster_t3(df[df.protocol == "strict"])
+
+
+# -- appendix Table 2 and paired comparisons ------------------------------------------------------
+def t2_results(tmp_path, differ=None):
+    """Run dirs (config.yaml + rows) for 2 backbones × 2 heads × 2 seeds × 3 entities: the
+    madcluster head adds exactly +0.1 F1 on deepsvdd's entities and nothing on lstm's."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_cfg
+
+    base = {"C-1": 0.3, "D-14": 0.5, "M-6": 0.2}
+    rows = []
+    for backbone in ("deepsvdd", "lstm"):
+        for head in ("none", "madcluster"):
+            for seed in (0, 1):
+                over = [f"backbone={backbone}", f"head={head}", f"seed={seed}"]
+                if differ and head == "madcluster" and backbone == "lstm":
+                    over.append(differ)
+                cfg = compose_cfg(over)
+                run_dir = tmp_path / f"{backbone}-{head}-{seed}"
+                run_dir.mkdir()
+                OmegaConf.save(cfg, run_dir / "config.yaml")
+                rid = f"{backbone}{head}{seed}"
+                gain = 0.1 if (head == "madcluster" and backbone == "deepsvdd") else 0.0
+                ent = {e: v + gain + 0.01 * seed for e, v in base.items()}
+                common = dict(run_id=rid, run_dir=str(run_dir), dataset="msl", backbone=backbone, head=head, seed=seed,
+                              status="ok")
+                for e, v in ent.items():
+                    rows.append(common | dict(entity=e, protocol="madcluster", f1=v))
+                rows.append(common | dict(entity="ALL", protocol="madcluster", aggregate="mean",
+                                          f1=float(np.mean(list(ent.values()))), vus_roc=0.6, vus_pr=0.3, n_entities=3))
+    return results_frame(rows)
+
+
+def test_madcluster_t2_pairs_entities_and_puts_the_paper_beside(tmp_path):
+    t = T.madcluster_t2(t2_results(tmp_path)).set_index("backbone")
+    d = t.loc["deepsvdd"]
+    assert d.f1_madcluster - d.f1_none == pytest.approx(0.1) and d.paired_gain == pytest.approx(0.1)
+    assert d.ci_low == pytest.approx(0.1) and d.ci_high == pytest.approx(0.1) and d.verdict == "gain"
+    # paper appendix T2: DeepSVDD .37 → .52, same direction
+    assert (d.paper_f1_none, d.paper_f1_madcluster, d.direction_matches) == (0.37, 0.52, "yes")
+    l = t.loc["lstm"]
+    assert l.paired_gain == 0.0 and l.wilcoxon_p == 1.0 and l.verdict == "CI covers 0"
+    assert l.paper_f1_none != l.paper_f1_none  # no paper row for lstm
+
+
+def test_paired_refuses_runs_whose_configs_differ_in_another_key(tmp_path):
+    df = t2_results(tmp_path, differ="trainer.epochs=7")
+    with pytest.raises(SystemExit, match=r"no partner whose config differs only in head; the closest differs in "
+                                         r"'trainer.epochs'"):
+        T.paired_table(df, "head", "none", "madcluster")
+
+
+def test_paired_cli_writes_the_table(tmp_path):
+    df = t2_results(tmp_path)
+    df.to_csv(tmp_path / "collected.csv", index=False)
+    p = subprocess.run([str(BIN / "madbench-tables"), "paired", str(tmp_path / "collected.csv"),
+                        "--paired", "head=none,madcluster", "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    t = pd.read_csv(tmp_path / "out" / "paired.csv").set_index("backbone")
+    assert t.loc["deepsvdd", "mean_gain"] == pytest.approx(0.1) and t.loc["lstm", "verdict"] == "CI covers 0"
+    # mean ranks over the two backbones: madcluster wins deepsvdd, ties lstm → 1.25 vs 1.75
+    assert "none 1.75, madcluster 1.25" in p.stdout and (tmp_path / "out" / "paired_cd.png").stat().st_size > 1000
