@@ -230,6 +230,7 @@ class Trainer:
                 window=win_np[w],
                 window_start=windows.local_start[w],
                 factor=None if fac_np is None else fac_np[sl].copy(),
+                offsets=windows.spec.score_offsets(),
             ))
         return outs
 

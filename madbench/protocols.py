@@ -4,6 +4,8 @@
   adjustment; the ``ALL`` rows report micro (pooled counts) and macro (mean) figures.
 - ``madcluster``: window scores and window labels, best F1 over thresholds on test (uses
   test labels), range metrics on the binarised prediction; ``ALL`` = mean over entities.
+  A window's label covers the steps its score describes (``window_labels``): a
+  forecaster's target step(s), a reconstruction's whole window.
 - ``m2ad``: calibrated p < alpha, flagged steps padded by ±padding and merged into
   intervals, event overlap counts summed over entities (``ALL``), F1 and F0.5.
   With ``scoring=raw`` the p-value is empirical, from the validation scores.
@@ -13,6 +15,7 @@ Every row carries ``threshold_uses_test_labels``.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +25,8 @@ from madbench.data.entity import label_events
 from madbench.errors import ConfigError
 from madbench.scoring.intervals import intervals
 from madbench.scoring.thresholds import empirical_pvalues, percentile_threshold, validation_threshold
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = ("strict", "madcluster", "m2ad", "tslib")
 #: M2AD's alpha, used for empirical p-values when the scorer has no rule of its own
@@ -40,10 +45,25 @@ class EntityScores:
     window_score: np.ndarray    # [N] test window scores
     window_start: np.ndarray    # [N]
     window: int
+    #: offsets from a window's start of the steps its score describes (the score stage's
+    #: WindowSpec.score_offsets()); None for runs written before they were kept
+    window_offsets: np.ndarray | None = None
     p: np.ndarray | None = None       # [T] calibrated p-values (m2ad scoring)
     flags: np.ndarray | None = None   # [T] the scorer's own alarm rule (m2ad scoring)
     status: str = "ok"
     extras: dict = field(default_factory=dict)
+
+
+def window_labels(labels: np.ndarray, starts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """int8 [N]: 1 when any step a window's score describes is anomalous. Those steps are
+    ``starts + offsets``: a forecaster's target step(s) ``[window + gap, window + gap +
+    horizon)``, a reconstruction's ``[0, window)``. The offsets are one contiguous run."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if offsets.size == 0 or np.any(np.diff(offsets) != 1):
+        raise ValueError(f"window offsets must be one contiguous run of steps; got {offsets.tolist()}")
+    starts = np.asarray(starts, dtype=np.int64)
+    cum = np.concatenate([[0], np.cumsum(np.asarray(labels, dtype=np.int64))])
+    return ((cum[starts + offsets[-1] + 1] - cum[starts + offsets[0]]) > 0).astype(np.int8)
 
 
 def _nan_row() -> dict:
@@ -141,8 +161,15 @@ class MADClusterProtocol(Protocol):
         for e in entities:
             ok = np.isfinite(e.window_score)
             ws, starts = e.window_score[ok], e.window_start[ok]
-            cum = np.concatenate([[0], np.cumsum(e.labels.astype(np.int64))])
-            wl = ((cum[starts + e.window] - cum[starts]) > 0).astype(np.int8)
+            offsets = e.window_offsets
+            if offsets is None:
+                # a run dir written before the offsets were kept: the old span, right for a
+                # reconstruction but not for a forecaster (its score describes step start+window)
+                log.warning("entity %s: scores.npz has no score_offsets (written before they were kept); madcluster "
+                            "window labels cover [start, start + %d), which misses a forecaster's target step; "
+                            "re-run the job for exact window labels", e.name, e.window)
+                offsets = np.arange(e.window)
+            wl = window_labels(e.labels, starts, offsets)
             best = M.best_f1(wl, ws)
             pred = ws >= best["threshold"]
             m = M.threshold_dependent(wl, pred)

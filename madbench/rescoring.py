@@ -52,8 +52,17 @@ def _npz(run_dir: Path):
     return z, json.loads(str(z["__meta__"]))
 
 
+def _offsets(meta: dict) -> np.ndarray | None:
+    """The steps a window's score describes (offsets from its start); None for run dirs
+    written before they were kept (the madcluster protocol then falls back to the window
+    span and says so)."""
+    off = meta.get("score_offsets")
+    return None if off is None else np.asarray(off, dtype=np.int64)
+
+
 def load_scores(run_dir: Path) -> list[P.EntityScores]:
-    """The scored entities of a run dir, as the protocols take them."""
+    """The scored entities of a run dir, as the protocols take them (status included: an
+    ``uncalibrated`` entity stays uncalibrated; runs written before it was kept read ok)."""
     z, meta = _npz(run_dir)
     out = []
     for name in meta["entities"]:
@@ -61,8 +70,9 @@ def load_scores(run_dir: Path) -> list[P.EntityScores]:
         out.append(P.EntityScores(
             name=name, labels=z[k + "labels"], score=z[k + "score"], train_score=z[k + "train_score"],
             val_mask=z[k + "val_mask"].astype(bool), window_score=z[k + "window_score"],
-            window_start=z[k + "window_start"], window=int(meta["window"]),
-            p=z[k + "p"] if k + "p" in z else None, flags=z[k + "flags"] if k + "flags" in z else None))
+            window_start=z[k + "window_start"], window=int(meta["window"]), window_offsets=_offsets(meta),
+            p=z[k + "p"] if k + "p" in z else None, flags=z[k + "flags"] if k + "flags" in z else None,
+            status=str(z[k + "status"]) if k + "status" in z else "ok"))
     return out
 
 
@@ -92,7 +102,7 @@ def load_series(run_dir: Path, needs_residuals: bool) -> list[dict]:
             "train": SeriesScores(step=res("train_step") if k + "train_step" in z else np.full(len(z[k + "val_mask"]), np.nan),
                                   residuals=res("train_residuals"), window=empty, window_start=empty.astype(int)),
             "test": SeriesScores(step=z[k + "step"], residuals=res("residuals"), window=z[k + "window_score"],
-                                 window_start=z[k + "window_start"]),
+                                 window_start=z[k + "window_start"], offsets=_offsets(meta)),
         })
     return out
 
@@ -250,27 +260,33 @@ def rescore_all(paths: list[Path], overrides: list[str], progress: bool = True) 
 # -- in-place protocol re-evaluation -------------------------------------------------------
 def reevaluate(run_dir: Path, overrides: list[str]) -> pd.DataFrame:
     """The protocols named by ``overrides`` on the run's own scores; their rows in
-    ``results.csv`` are replaced and the rest kept."""
+    ``results.csv`` are replaced and the rest kept. The protocols run through the job's own
+    ``RunResults.evaluate_protocols`` (entity status and its warning, sizes, anomalies.csv
+    with its drivers), so re-evaluating a run with its own config reproduces its rows."""
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.exists():
         raise DataError(f"{cfg_path}: missing; expected a madbench run dir")
     cfg = apply_overrides(OmegaConf.load(cfg_path), overrides)
-    entities = load_scores(run_dir)
-    ratio = OmegaConf.select(cfg, "dataset.anomaly_ratio", default=None)
+    results = RunResults(cfg, run_dir)
+    results.entity_scores = load_scores(run_dir)
+    z, _ = _npz(run_dir)
+    results.arrays = {k: z[k] for k in z.files if k.endswith(("__sensor_p", "__sensors"))}  # anomalies' drivers
     old = read_results(run_dir)
     ident = old.iloc[0].to_dict() if len(old) else {}
-    sizes = entity_sizes(old, tcsv.SIZE_COLUMNS)  # the protocols do not recompute them
+    results.sizes = entity_sizes(old, SIZE_COLUMNS)  # the protocols do not recompute them
+    carried = entity_sizes(old, ("total_seconds", "finished_at"))
     rows = []
-    for name, pcfg in cfg.protocol.items():
-        for r in P.build(name, OmegaConf.to_container(pcfg, resolve=True)).evaluate(entities, anomaly_ratio=ratio):
-            base = {k: ident.get(k) for k in tcsv.ID_COLUMNS if k not in r}
-            base.update({"status": "ok", "error": ""})
-            base.update({k: v for k, v in sizes.get(r["entity"], {}).items() if k not in r})
-            rows.append(base | r)
+    for r in results.evaluate_protocols():
+        base = {k: ident.get(k) for k in tcsv.ID_COLUMNS if k not in r}
+        base.update({"status": "ok", "error": ""})
+        base.update({k: v for k, v in carried.get(r["entity"], {}).items() if k not in r})
+        rows.append(base | r)
     new = tcsv.results_frame(rows)
     kept = old[~old["protocol"].isin(list(cfg.protocol))] if len(old) else old
     df = pd.concat([kept, new], ignore_index=True) if len(kept) else new
+    if results.anomalies is not None:
+        results.write_anomalies()
     tcsv.write_results(run_dir, df.to_dict("records"))
     return new
 

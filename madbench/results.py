@@ -87,6 +87,7 @@ class RunResults:
         self.arrays: dict[str, np.ndarray] = {}
         self.anomalies: list[dict] | None = None
         self.groups: dict[str, dict] = {}
+        self.score_offsets: list[int] | None = None
 
     # -- the label-free objective of an hparams search --------------------------------
     def best_val_loss(self) -> float:
@@ -149,7 +150,8 @@ class RunResults:
             log.warning("entity %s: %s", name, note)
         es = P.EntityScores(name=name, labels=labels, score=s_te.score, train_score=s_tr.score,
                             val_mask=val_mask, window_score=te.window, window_start=te.window_start,
-                            window=window, p=s_te.p, flags=s_te.flags, status=s_te.status)
+                            window=window, window_offsets=te.offsets, p=s_te.p, flags=s_te.flags,
+                            status=s_te.status)
         self.entity_scores.append(es)
         self.sizes[name] = sizes
         self._keep_arrays(name, labels, sensors, tr, te, s_te, es)
@@ -184,6 +186,11 @@ class RunResults:
         if s_te.sensor_p is not None:
             a[k + "sensor_p"] = s_te.sensor_p.astype(np.float32)
         a[k + "sensors"] = np.array(sensors)
+        # `uncalibrated` must survive re-evaluation (its rows carry a warning, nothing flagged)
+        a[k + "status"] = np.array(es.status)
+        if es.window_offsets is not None:
+            # the steps a window's score describes: the madcluster protocol's window labels
+            self.score_offsets = [int(o) for o in es.window_offsets]
 
     # -- the protocols ------------------------------------------------------------------
     def evaluate_protocols(self) -> list[dict]:
@@ -230,13 +237,18 @@ class RunResults:
             names = sorted({k.split("__")[0] for k in self.arrays if not k.startswith("__")})
             meta = {"entities": names, "window": int(self.cfg.dataset.window), "config_hash": self.hash,
                     "groups": self.groups}
+            if self.score_offsets is not None:
+                meta["score_offsets"] = self.score_offsets
             self.arrays["__meta__"] = np.array(json.dumps(meta))
             tcsv.write_npz(self.run_dir / "scores.npz", self.arrays)
         tcsv.write_train_log(self.run_dir, self.train_log)
         if self.anomalies is not None:
-            frame = pd.DataFrame(self.anomalies, columns=["entity", "start", "end", "score", "top_sensors"])
-            tcsv.atomic_write(self.run_dir / "anomalies.csv", lambda p: frame.to_csv(p, index=False))
+            self.write_anomalies()
         return tcsv.write_results(self.run_dir, rows)
+
+    def write_anomalies(self) -> None:
+        frame = pd.DataFrame(self.anomalies, columns=["entity", "start", "end", "score", "top_sensors"])
+        tcsv.atomic_write(self.run_dir / "anomalies.csv", lambda p: frame.to_csv(p, index=False))
 
     def publish(self, rows: list[dict], started: float) -> pd.DataFrame:
         """The ``ok`` outputs: run-dir files, plots, and the results to every logger."""

@@ -48,6 +48,8 @@ def test_scores_are_placed_on_the_timestamps_they_describe(objective, horizon):
         # a reconstruction covers every step; averaged over the windows that cover it
         np.testing.assert_allclose(out.step, expected, rtol=1e-6)
     assert len(out.window) == len(out.window_start) == len(Windows(x, spec))
+    # the steps a window's score describes: the target step, or the whole window
+    np.testing.assert_array_equal(out.offsets, [10] if horizon else np.arange(10))
 
 
 class Ramp(nn.Module):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from madbench import protocols as P
 from madbench import rescoring as E
 from madbench import run
 from madbench.errors import ConfigError, DataError
@@ -180,3 +181,83 @@ def test_a_crashing_variant_leaves_the_job_ok(tmp_path, monkeypatch):
     status = {p.name.split("-")[1]: pd.read_csv(p / "results.csv") for p in (tmp_path / "run" / "rescored").iterdir()}
     assert set(status["std4"].status) == {"ok"} and set(status["chi2"].status) == {"failed"}
     assert status["chi2"].error.str.contains("RuntimeError: boom").all()
+
+
+# -- in-place re-evaluation reproduces the job ------------------------------------------------------
+ALL_PROTOCOLS = "protocol=[strict,madcluster,m2ad,tslib]"
+
+
+def _flat_second_entity(monkeypatch):
+    """sys1's residuals made constant in both splits: its train Fisher score has zero variance,
+    so M2AD marks it `uncalibrated` (calls 3 and 4 of Trainer.score are sys1's train and test)."""
+    from madbench.fit import Trainer
+
+    real, calls = Trainer.score, []
+
+    def score(self, *a, **kw):
+        out = real(self, *a, **kw)
+        calls.append(1)
+        if len(calls) > 2:
+            for s in out:
+                s.residuals[np.isfinite(s.residuals)] = 0.5
+        return out
+
+    monkeypatch.setattr(Trainer, "score", score)
+
+
+def test_reevaluating_a_run_in_place_reproduces_its_rows_for_every_protocol(tmp_path, monkeypatch):
+    """Bug: scores.npz did not keep an entity's status, so an `uncalibrated` entity came back ok
+    (no warning, calibration=ok) when its protocols were re-evaluated."""
+    _flat_second_entity(monkeypatch)
+    d = tmp_path / "run"
+    run.main(compose_cfg(["scoring=m2ad", ALL_PROTOCOLS, "trainer.epochs=1"]), d)
+    job = pd.read_csv(d / "results.csv")
+    anomalies = (d / "anomalies.csv").read_bytes()
+    flat = job[(job.entity == "sys1") & (job.protocol == "m2ad")].iloc[0]
+    assert flat.calibration == "uncalibrated" and job[job.entity == "sys1"].warning.str.startswith("uncalibrated").all()
+    assert str(np.load(d / "scores.npz")["sys1__status"]) == "uncalibrated"
+    E.reevaluate(d, [ALL_PROTOCOLS])
+    again = pd.read_csv(d / "results.csv")
+    key = ["protocol", "entity", "aggregate"]
+    pd.testing.assert_frame_equal(again.sort_values(key).reset_index(drop=True)[sorted(job.columns)],
+                                  job.sort_values(key).reset_index(drop=True)[sorted(job.columns)])
+    assert sorted(again.columns) == sorted(job.columns)
+    assert (d / "anomalies.csv").read_bytes() == anomalies
+
+
+def test_in_place_alpha_change_rewrites_anomalies_csv(m2ad_run, tmp_path):
+    """anomalies.csv follows the re-evaluated m2ad rows instead of staying the job's."""
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(m2ad_run, d, ignore=shutil.ignore_patterns("rescored"))
+    new = E.reevaluate(d, ["protocol=[m2ad]", "protocol.m2ad.alpha=0.5"])
+    anomalies = pd.read_csv(d / "anomalies.csv", keep_default_na=False)
+    m2ad = new[new.entity != "ALL"].set_index("entity")
+    assert anomalies.groupby("entity").size().to_dict() == m2ad.n_detected[m2ad.n_detected > 0].to_dict()
+    assert (anomalies.top_sensors.str.count(";") == 2).all()  # the drivers are kept (3 sensors named)
+
+
+def test_runs_without_score_offsets_fall_back_to_the_window_span_and_say_so(m2ad_run, tmp_path, caplog):
+    """Run dirs written before the offsets were kept still re-evaluate, with the old window span."""
+    import json
+    import shutil
+
+    d = tmp_path / "older"
+    shutil.copytree(m2ad_run, d, ignore=shutil.ignore_patterns("rescored"))
+    z = dict(np.load(d / "scores.npz"))
+    meta = json.loads(str(z["__meta__"]))
+    assert meta["score_offsets"] == [20]  # a forecaster, window 20: its score describes step start + 20
+    del meta["score_offsets"]
+    z["__meta__"] = np.array(json.dumps(meta))
+    np.savez(d / "scores.npz", **z)
+    (e, *_) = E.load_scores(d)
+    assert e.window_offsets is None
+    with caplog.at_level("WARNING"):
+        rows = E.reevaluate(d, ["protocol=[madcluster]"])
+    assert "no score_offsets" in caplog.text and (rows.status == "ok").all()
+    # the old span: window s is labelled by steps s..s+19
+    (e0,) = [x for x in E.load_scores(m2ad_run) if x.name == "sys0"]
+    old = P.build("madcluster", {"window": 100}).evaluate(
+        [P.EntityScores(**{**e0.__dict__, "window_offsets": np.arange(20)})])[0]
+    assert rows[rows.entity == "sys0"].f1.iloc[0] == pytest.approx(old["f1"])

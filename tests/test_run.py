@@ -58,6 +58,9 @@ def test_scores_align_with_labels(tiny_run):
     z = np.load(d / "scores.npz")
     meta = json.loads(str(z["__meta__"]))
     assert meta["entities"] == ["sys0", "sys1"]
+    # a forecaster's window score describes its target step, start + window (madcluster's window labels)
+    assert meta["score_offsets"] == [cfg.dataset.window]
+    assert str(z["sys0__status"]) == "ok"
     from madbench.data.synthetic import load
 
     ents = {e.name: e for e in load(n_systems=2, train_len=400, test_len=400, seed=0)}

@@ -16,6 +16,10 @@ class SeriesScores:
     (mean of the window's step scores), used only by the ``madcluster`` protocol.
     ``factor`` [T]: a head's per-window score factor (MADCluster), placed like ``step``
     (already multiplied into it); None without a head.
+    ``offsets``: the steps each window's score describes, as offsets from its start
+    (``WindowSpec.score_offsets()``: ``[window + gap, ...)`` for a forecast, ``[0, window)``
+    for a reconstruction); the ``madcluster`` protocol labels a window by these steps.
+    None where unknown (runs written before it was kept).
     """
 
     step: np.ndarray
@@ -23,3 +27,4 @@ class SeriesScores:
     window: np.ndarray
     window_start: np.ndarray
     factor: np.ndarray | None = None
+    offsets: np.ndarray | None = None
