@@ -8,7 +8,8 @@
         (Hydra's sweep syntax), and writes each variant as a run dir of its own under
         ``<run dir>/rescored/<variant>/`` with its own config_hash, so ``madbench-collect``
         and ``madbench-tables`` see it like any job. A directory without scores.npz is
-        searched for run dirs (a sweep).
+        searched for run dirs (a sweep). A variant that already has an ``ok`` result is
+        left as it is (``--redo`` re-scores it), so an interrupted re-scoring resumes.
 
 Only what happens after the score stage may change: ``scoring.*``, ``protocol``,
 ``name``/``experiment_name``/``tags``, ``logger``, ``dataset.anomaly_ratio``. A variant is
@@ -25,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from madbench import protocols as P
 from madbench.errors import ConfigError, DataError, MadbenchError
@@ -198,18 +201,40 @@ def _slug(overrides: list[str], hash_: str) -> str:
 
 
 # -- re-scoring ----------------------------------------------------------------------------
-def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None) -> tuple[Path, pd.DataFrame] | None:
+def _variant_dir(run_dir: Path, hash_: str) -> Path | None:
+    """The dir under ``run_dir/rescored/`` that already holds the variant ``hash_`` (ok,
+    failed or cut short: its config.yaml says), else None."""
+    from madbench.config import config_hash
+
+    root = Path(run_dir) / "rescored"
+    for d in sorted(root.glob(f"*-{hash_[:6]}")) if root.is_dir() else []:
+        try:
+            if config_hash(OmegaConf.load(d / "config.yaml")) == hash_:
+                return d
+        except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):  # unreadable: not this variant's dir
+            continue
+    return None
+
+
+def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None, parent_cfg: DictConfig | None = None,
+            redo: bool = True) -> tuple[Path, pd.DataFrame | None] | None:
     """Re-run the scoring stage (then every protocol) of ``run_dir`` with ``overrides``;
     the variant is written as a run dir of its own. Returns (dir, results), or None when
-    the overrides leave the run's config unchanged. On bad input the variant dir still gets
-    its ``failed`` rows, then the error is raised."""
+    the overrides leave the run's config unchanged. With ``redo=False`` a variant that
+    already has an ``ok`` result for its config_hash under ``run_dir/rescored/`` is left
+    as it is: (that dir, None). A partial or failed one is redone. On bad input the variant
+    dir still gets its ``failed`` rows, then the error is raised.
+
+    ``parent_cfg`` is the config the variant starts from (default: the run's config.yaml);
+    a job skipped by skip_done passes its own, which has the run's config_hash."""
     from madbench.config import config_hash, validate
+    from madbench.tracking.collect import find_ok_run
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.exists():
         raise DataError(f"{cfg_path}: missing; expected a madbench run dir")
-    parent = OmegaConf.load(cfg_path)
+    parent = parent_cfg if parent_cfg is not None else OmegaConf.load(cfg_path)
     cfg = apply_overrides(parent, overrides)
     with open_dict(cfg):
         cfg.pop("rescore", None)
@@ -217,7 +242,14 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None) ->
     hash_ = config_hash(cfg)
     if hash_ == config_hash(parent):
         return None
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "rescored" / _slug(overrides, hash_)
+    if out_dir is None:
+        if not redo:
+            existing = find_ok_run(run_dir / "rescored", hash_)
+            if existing is not None:
+                return existing, None
+        # a partial or failed earlier attempt (maybe spelled differently) is redone in its own dir
+        out_dir = _variant_dir(run_dir, hash_) or run_dir / "rescored" / _slug(overrides, hash_)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tcsv.atomic_write(out_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=False))
     results = RunResults(cfg, out_dir)
@@ -233,27 +265,37 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None) ->
     return out_dir, df
 
 
-def rescore_all(paths: list[Path], overrides: list[str], progress: bool = True) -> tuple[list[Path], list[str]]:
+def rescore_all(paths: list[Path], overrides: list[str], progress: bool = True, redo: bool = False,
+                parent_cfg: DictConfig | None = None) -> tuple[list[Path], list[str]]:
     """Every variant of ``overrides`` (sweep syntax) for every run dir under ``paths``.
     A failed variant is recorded (its dir has ``failed`` rows), reported and skipped; the
-    rest go on. Returns (variant dirs written, one-line errors)."""
+    rest go on. A variant that already has an ``ok`` result is left as it is unless
+    ``redo``, so an interrupted re-scoring resumes where it stopped. Returns (variant dirs
+    written, one-line errors)."""
     from tqdm.auto import tqdm
 
     check_rescorable(overrides)  # once, up front: the same for every run dir
     runs = [r for p in paths for r in find_run_dirs(Path(p))]
     combos = expand(overrides)
-    done, errors = [], []
+    done, errors, kept = [], [], 0
     tasks = [(r, c) for r in runs for c in combos]
     for run_dir, combo in tqdm(tasks, desc="re-scoring", unit="variant", disable=not progress or len(tasks) == 1):
         try:
-            out = rescore(run_dir, combo)
+            out = rescore(run_dir, combo, parent_cfg=parent_cfg, redo=redo)
         except Exception as e:  # a variant never takes down the others, nor the job that asked for it
             shown = " ".join(combo).replace("$\\{", "${").replace("\\}", "}")  # the sweeper's escapes
             errors.append(f"{run_dir} [{shown}]: {e if isinstance(e, MadbenchError) else f'{type(e).__name__}: {e}'}")
             log.error("re-scoring failed: %s", errors[-1])
             continue
-        if out is not None:
+        if out is None:
+            continue
+        if out[1] is None:
+            kept += 1
+        else:
             done.append(out[0])
+    if kept:
+        log.info("re-scoring: %d variant(s) already done (an ok result for their config_hash) were left as they are",
+                 kept)
     return done, errors
 
 
@@ -291,10 +333,14 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> pd.DataFrame:
     return new
 
 
-USAGE = "usage: madbench-eval RUN_OR_SWEEP_DIR [protocol=...] [protocol.NAME.key=value] [scoring.key=a,b ...]"
+USAGE = ("usage: madbench-eval RUN_OR_SWEEP_DIR [protocol=...] [protocol.NAME.key=value] [scoring.key=a,b ...] "
+         "[--redo]")
 
 
 def main(argv: list[str]) -> pd.DataFrame | list[Path]:
+    # --redo: re-score variants that already have an ok result too (default: leave them)
+    redo = "--redo" in argv
+    argv = [a for a in argv if a != "--redo"]
     if not argv or argv[0].startswith("-"):
         raise ConfigError(USAGE)
     path, overrides = Path(argv[0]), list(argv[1:])
@@ -309,11 +355,12 @@ def main(argv: list[str]) -> pd.DataFrame | list[Path]:
             print_summary(new, run_dir)
             frames.append(new)
         return pd.concat(frames, ignore_index=True)
-    done, errors = rescore_all([path], overrides)
+    done, errors = rescore_all([path], overrides, redo=redo)
     for d in done:
         print(f"re-scored: {d}")
     if errors:
         raise DataError(f"{len(errors)} variant(s) failed; first: {errors[0]}")
     if not done:
-        print("nothing to do: every variant equals the run it would re-score", file=sys.stderr)
+        print("nothing to do: every variant equals the run it would re-score or already has an ok result "
+              "(--redo re-scores those)", file=sys.stderr)
     return done

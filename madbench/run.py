@@ -190,6 +190,18 @@ def _multirun_root() -> Path | None:
     return None
 
 
+def _rescore(run_dir: Path, cfg: DictConfig) -> None:
+    """The job's ``rescore`` variants of ``run_dir`` (this job's, or the earlier run a
+    skipped job points at). Variants that already have an ok result are left as they
+    are, so a re-run writes only the missing ones (a new rescore list, or a re-scoring
+    that was killed)."""
+    from madbench.rescoring import rescore_all
+
+    done, errors = rescore_all([run_dir], list(cfg.rescore), progress=False, parent_cfg=cfg)
+    log.info("rescore: %d variant(s) written under %s%s", len(done), run_dir / "rescored",
+             f", {len(errors)} failed (their rows say why)" if errors else "")
+
+
 def main(cfg: DictConfig, run_dir: Path | str) -> pd.DataFrame:
     """Run one job; returns its results (also written to ``run_dir/results.csv``)."""
     run_dir = Path(run_dir)
@@ -200,14 +212,12 @@ def main(cfg: DictConfig, run_dir: Path | str) -> pd.DataFrame:
         log.info("skip_done: config_hash %s already has an ok result in %s", job.results.hash, done)
         tcsv.atomic_write(run_dir / "skipped.json", lambda p: Path(p).write_text(
             json.dumps({"config_hash": job.results.hash, "done_in": str(done)})))
+        if cfg.get("rescore"):  # the variants it asks for may be new, or a killed re-scoring left some out
+            _rescore(done, cfg)
         return tcsv.read_results(done)
     tcsv.atomic_write(run_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=False))
     with task_wrapper(job.results) as started:
         df = job.results.publish(job.run(), started)
     if cfg.get("rescore"):
-        from madbench.rescoring import rescore_all
-
-        done, errors = rescore_all([run_dir], list(cfg.rescore), progress=False)
-        log.info("rescore: %d variant(s) written under %s%s", len(done), run_dir / "rescored",
-                 f", {len(errors)} failed (their rows say why)" if errors else "")
+        _rescore(run_dir, cfg)
     return df

@@ -261,3 +261,65 @@ def test_runs_without_score_offsets_fall_back_to_the_window_span_and_say_so(m2ad
     old = P.build("madcluster", {"window": 100}).evaluate(
         [P.EntityScores(**{**e0.__dict__, "window_offsets": np.arange(20)})])[0]
     assert rows[rows.entity == "sys0"].f1.iloc[0] == pytest.approx(old["f1"])
+
+
+# -- resumable re-scoring ---------------------------------------------------------------------------
+def _variants(run_dir):
+    out = {}
+    for p in sorted((run_dir / "rescored").iterdir()):
+        res = p / "results.csv"
+        out[p.name] = pd.read_csv(res) if res.exists() else None
+    return out
+
+
+def test_a_skipped_job_writes_the_rescore_variants_it_is_missing(tmp_path):
+    """Bug: `rescore` is not in config_hash and a skipped job returned before re-scoring, so a
+    re-run with a new rescore list wrote nothing, and a job killed while re-scoring never got
+    its missing variants (its results.csv already said ok)."""
+    common = M2AD + ["dataset.n_systems=1", "skip_done=true", f"paths.output_dir={tmp_path}"]
+    first = tmp_path / "old" / "run"
+    run.main(compose_cfg(common + ['rescore=["scoring.calibration=chi2,std4"]']), first)
+    v = _variants(first)
+    (chi2,) = [k for k in v if k.startswith("calibration-chi2")]
+    (std4,) = [k for k in v if k.startswith("calibration-std4")]
+    # killed while re-scoring std4: its dir has a config.yaml and nothing else
+    for f in ("results.csv", "scores.npz", "train_log.csv"):
+        (first / "rescored" / std4 / f).unlink()
+    chi2_bytes = (first / "rescored" / chi2 / "results.csv").read_bytes()
+
+    # the same job again, with the list grown by a second axis: gmm (the earlier two) and normal
+    again = tmp_path / "new" / "run"
+    df = run.main(compose_cfg(common + ['rescore=["scoring.calibration=chi2,std4","scoring.distribution=gmm,normal"]']),
+                  again)
+    assert (again / "skipped.json").exists() and not (again / "results.csv").exists()
+    v = _variants(first)
+    assert len(v) == 4 and all(r is not None and (r.status == "ok").all() for r in v.values())
+    assert len({r.config_hash.iloc[0] for r in v.values()} | {df.config_hash.iloc[0]}) == 5
+    # chi2+gmm is the chi2 variant already written: left as it was; std4 is redone in its own dir
+    assert (first / "rescored" / chi2 / "results.csv").read_bytes() == chi2_bytes
+    assert not any(k.startswith("calibration-chi2+distribution-gmm") for k in v)
+    # the re-run's sweep table has the run and every variant, through skipped.json
+    collected, _ = collect(tmp_path / "new")
+    assert collected.config_hash.nunique() == 5 and (collected.status == "ok").all()
+
+
+def test_madbench_eval_resumes_and_redo_rescores(m2ad_run):
+    first, errors = E.rescore_all([m2ad_run], ["scoring.n_components=2"], progress=False)
+    assert len(first) == 1 and not errors
+    res = first[0] / "results.csv"
+    before = pd.read_csv(res).run_id.iloc[0]
+    # again: an ok variant is left as it is
+    assert E.rescore_all([m2ad_run], ["scoring.n_components=2"], progress=False) == ([], [])
+    assert pd.read_csv(res).run_id.iloc[0] == before
+    # a failed one is redone
+    failed = pd.read_csv(res).assign(status="failed")
+    failed.to_csv(res, index=False)
+    (again,), _ = E.rescore_all([m2ad_run], ["scoring.n_components=2"], progress=False)
+    assert again == first[0] and (pd.read_csv(res).status == "ok").all()
+    redone = pd.read_csv(res).run_id.iloc[0]
+    assert redone != before
+    # --redo re-scores an ok one too
+    p = subprocess.run([str(BIN / "madbench-eval"), str(m2ad_run), "scoring.n_components=2", "--redo"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert pd.read_csv(res).run_id.iloc[0] != redone

@@ -2,7 +2,8 @@
 their results meet, which is what makes concurrent sweeps safe.
 
 A job skipped by ``skip_done`` leaves ``skipped.json`` pointing at the earlier run that
-holds its result; the collector follows it, so a re-run sweep's table is complete.
+holds its result; the collector follows it (to the run and the variants re-scored from it,
+under its ``rescored/``), so a re-run sweep's table is complete.
 """
 from __future__ import annotations
 
@@ -65,10 +66,11 @@ def dedup(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def collect(root: Path | str, out: Path | str | None = None) -> tuple[pd.DataFrame, Path]:
-    """Read every ``results.csv`` under ``root`` (and those its ``skipped.json`` files point
-    at), de-duplicate (see ``dedup``) and write ``out`` (default ``root/collected.csv``)."""
+    """Read every ``results.csv`` under ``root`` (and those of the runs its ``skipped.json``
+    files point at, with their re-scored variants), de-duplicate (see ``dedup``) and write
+    ``out`` (default ``root/collected.csv``)."""
     root = Path(root)
-    files = find_results(root) + [d / "results.csv" for d in skipped_targets(root)]
+    files = find_results(root) + [f for d in skipped_targets(root) for f in find_results(d)]
     frames = _read(files)
     df = results_frame(pd.concat(frames, ignore_index=True).to_dict("records")) if frames else results_frame([])
     if len(df):

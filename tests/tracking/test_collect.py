@@ -73,6 +73,16 @@ def test_skipped_jobs_point_at_the_run_that_holds_their_result(tmp_path):
     assert set(df.run_id) == {"a", "b"} and not df.duplicated(KEY).any()
 
 
+def test_a_skipped_job_brings_the_variants_re_scored_from_its_run(tmp_path):
+    done = write(tmp_path / "multirun", "old/0", rows("a", "h1"))
+    write(done / "rescored", "calibration-chi2-abc123", rows("v", "h1v"))
+    sweep = tmp_path / "multirun" / "new"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "0" / "skipped.json").write_text(json.dumps({"config_hash": "h1", "done_in": str(done.resolve())}))
+    df, _ = collect(sweep)
+    assert set(df.run_id) == {"a", "v"} and not df.duplicated(KEY).any()
+
+
 def test_find_ok_run(tmp_path):
     write(tmp_path, "failed", rows("a", "h1", "failed", t="2026-01-01T00:00:09+00:00"))
     old = write(tmp_path, "old", rows("b", "h1", t="2026-01-01T00:00:01+00:00"))
