@@ -11,12 +11,16 @@ from madbench.errors import ConfigError
 
 #: top-level keys that never change what a job computes
 HASH_EXCLUDE = ("paths", "logger", "hydra", "skip_done", "name", "optimize_metric", "rescore", "rescored_from")
-#: trainer keys that change how, not what
+#: trainer keys that change how, not what. ``trainer.device`` as written (auto, cuda:0,
+#: cuda:1) is left out; the device *type* a job trained on is kept, as the top-level
+#: ``device_type`` the job records (madbench.run.record_device_type): determinism is on
+#: only on CPU, so a CPU and a CUDA result are different results.
 TRAINER_EXCLUDE = ("progress", "eval_batch_size", "device")
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """sha1 of the resolved config minus paths, logger, launcher and progress settings."""
+    """sha1 of the resolved config minus paths, logger, launcher and progress settings
+    (``device_type``, when the job recorded it, is part of it)."""
     c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     for k in HASH_EXCLUDE:
         c.pop(k, None)

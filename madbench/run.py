@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm.auto import tqdm
 
 from madbench.config import validate
@@ -190,6 +190,23 @@ def _multirun_root() -> Path | None:
     return None
 
 
+def record_device_type(cfg: DictConfig) -> None:
+    """Set ``cfg.device_type`` to the type of device the job trains on (``trainer.device``
+    resolved, ``auto`` included: cpu, cuda or mps). config_hash keeps it: determinism is
+    on only on CPU (``seed_everything``), so a CPU and a CUDA result are not the same
+    result. Which CUDA device (cuda:0 or cuda:1), and whether it was asked for as ``auto``,
+    does not change the hash. An unusable device is left to ``validate``, which fails the
+    job with its failed rows."""
+    from madbench.fit import resolve_device
+
+    try:
+        dev = resolve_device(OmegaConf.select(cfg, "trainer.device", default="auto") or "auto")
+    except ConfigError:
+        return
+    with open_dict(cfg):
+        cfg.device_type = dev.type
+
+
 def _rescore(run_dir: Path, cfg: DictConfig) -> None:
     """The job's ``rescore`` variants of ``run_dir`` (this job's, or the earlier run a
     skipped job points at). Variants that already have an ok result are left as they
@@ -206,6 +223,7 @@ def main(cfg: DictConfig, run_dir: Path | str) -> pd.DataFrame:
     """Run one job; returns its results (also written to ``run_dir/results.csv``)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    record_device_type(cfg)
     job = Job(cfg, run_dir)
     done = _already_done(cfg, job.results.hash, run_dir)
     if done is not None:

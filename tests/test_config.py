@@ -134,3 +134,30 @@ def test_config_hash_ignores_paths_and_logger_but_not_choices():
     assert config_hash(a) == config_hash(b)
     assert config_hash(a) != config_hash(c)
     assert len(config_hash(a)) == 12
+
+
+def test_config_hash_keeps_the_device_type_a_job_trained_on(monkeypatch):
+    """Determinism is on only on CPU (run.seed_everything), so a CPU and a CUDA result are not the
+    same result: the job records the device type it trains on, and the hash keeps it. Which CUDA
+    device, and whether it was asked for as `auto`, does not change the hash."""
+    import torch
+
+    from madbench import run
+
+    def recorded(device):
+        cfg = compose_cfg([f"trainer.device={device}"])
+        run.record_device_type(cfg)
+        return cfg
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cpu, auto_cpu = recorded("cpu"), recorded("auto")
+    assert cpu.device_type == auto_cpu.device_type == "cpu" and config_hash(cpu) == config_hash(auto_cpu)
+    # an unusable device is left to validate(), which fails the job with its failed rows
+    assert "device_type" not in recorded("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    auto_gpu, gpu1 = recorded("auto"), recorded("cuda:1")
+    assert auto_gpu.device_type == gpu1.device_type == "cuda" and config_hash(auto_gpu) == config_hash(gpu1)
+    assert config_hash(auto_gpu) != config_hash(cpu)
+    # a config without it (composed, never run) hashes as before: device is ignored
+    assert config_hash(compose_cfg(["trainer.device=cpu"])) == config_hash(compose_cfg(["trainer.device=auto"]))

@@ -34,6 +34,13 @@ def test_run_dir_contract(tiny_run):
     assert sorted(p.name for p in (d / "plots").glob("*.png")) == ["sys0.png", "sys1.png"]
     log = pd.read_csv(d / "train_log.csv")
     assert set(log.entity) == {"sys0", "sys1"} and log.epoch.max() == 2
+    # the saved config records the device type it trained on, and the rows carry its hash
+    from omegaconf import OmegaConf
+
+    from madbench.config import config_hash
+
+    saved = OmegaConf.load(d / "config.yaml")
+    assert saved.device_type == "cpu" and set(df.config_hash) == {config_hash(saved)}
 
 
 def test_result_schema(tiny_run):
