@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from madbench import run
-from madbench.errors import ConfigError
+from madbench.errors import ConfigError, DataError
 from madbench.metrics import METRIC_COLUMNS
 from madbench.tracking.csv import RESULT_COLUMNS
 from tests.conftest import ROOT, compose_cfg
@@ -101,6 +101,18 @@ def test_bad_config_fails_before_training_with_failed_row(tmp_path):
     res = pd.read_csv(tmp_path / "results.csv")
     assert (res.status == "failed").all() and res.error.str.contains("trainer.epochs").all()
     assert not (tmp_path / "scores.npz").exists()
+
+
+def test_missing_dataset_is_one_line_failed_row(tmp_path):
+    """No real data needed: a real-dataset config pointed at an empty directory."""
+    cfg = compose_cfg(["dataset=msl", f"paths.data_dir={tmp_path / 'nowhere'}", "trainer.epochs=1"], tiny=False)
+    with pytest.raises(DataError) as e:
+        run.main(cfg, tmp_path / "run")
+    msg = str(e.value)
+    assert "nowhere" in msg and "\n" not in msg
+    res = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert (res.status == "failed").all() and res.error.str.contains("nowhere").all()
+    assert not (tmp_path / "run" / "scores.npz").exists()
 
 
 def test_nan_loss_is_a_failed_row_not_a_traceback(tmp_path):

@@ -1,7 +1,8 @@
 """madbench-tables: event counts summed per seed, mean ± std over seeds, the paper beside.
 
-Expected values are hand-computed below, and the paper's same-entity figure is recomputed
-here with the csv module straight from the per-signal file."""
+Expected values are hand-computed below, the paper's same-entity figures included: they were
+worked out once by hand from the authors' per-signal file (madbench/paper/, identical to
+../shared/paper_tables/m2ad_benchmark_per_signal.csv) and are written here as numbers."""
 import csv
 import statistics
 import subprocess
@@ -48,16 +49,17 @@ def test_per_seed_sums_entities_and_ignores_other_rows():
     assert g.precision.tolist() == pytest.approx([0.75, 0.25]) and g.recall.tolist() == pytest.approx([0.75, 1 / 3])
 
 
-def paper_by_hand(dataset, signals):
-    it = {}
-    with open(PER_SIGNAL) as f:
-        for r in csv.DictReader(f):
-            if r["pipeline"] == "M2AD" and r["dataset"] == dataset and r["signal"] in signals:
-                s = it.setdefault(r["iteration"], [0, 0, 0])
-                for i, k in enumerate(("tp", "fp", "fn")):
-                    s[i] += int(float(r[k]))
-    f1 = [2 * tp / (2 * tp + fp + fn) for tp, fp, fn in it.values()]
-    return statistics.mean(f1), statistics.stdev(f1)
+# M2AD's rows of m2ad_benchmark_per_signal.csv for the entities used below (pipeline,dataset,
+# signal,iteration,tp,fp,fn), summed per iteration, F1 = 2tp / (2tp + fp + fn):
+#   MSL C-1:  iterations 0-4 all tp 2 fp 0 fn 0
+#   MSL D-14: iterations 0-4 tp 2 fn 0; fp 0 except iteration 2 (fp 1)
+#   → per iteration tp 4, fn 0, fp 0 0 1 0 0 → F1 1, 1, 8/9, 1, 1
+#     mean 44/45; deviations 1/45 (×4) and −4/45 → variance (4 + 16)/45² / 4 = 1/405
+MSL_C1_D14 = (44 / 45, (1 / 405) ** 0.5)
+#   SMD machine-1-2: (tp, fp, fn) = (8, 6, 2), (7, 5, 3), (8, 6, 2), (7, 5, 3), (8, 6, 2)
+#   → F1 16/24 = 2/3 (×3) and 14/22 = 7/11 (×2); mean (2 + 14/11) / 5 = 36/55
+#     deviations 2/165 (×3) and −3/165 (×2) → variance (12 + 18)/165² / 4 = 7.5/165²
+SMD_1_2 = (36 / 55, 7.5 ** 0.5 / 165)
 
 
 def test_table2_mean_std_over_seeds_and_paper_on_the_same_channels():
@@ -67,7 +69,8 @@ def test_table2_mean_std_over_seeds_and_paper_on_the_same_channels():
     assert r.ours_f1 == pytest.approx(statistics.mean(F1)) and r.ours_f1_std == pytest.approx(statistics.stdev(F1))
     assert r.ours_f05 == pytest.approx(statistics.mean(F05))
     assert (r.paper_f1, r.paper_f1_std) == (0.749, 0.0317)  # the full-dataset figure, as published
-    m, s = paper_by_hand("MSL", {"C-1", "D-14"})
+    m, s = MSL_C1_D14
+    assert (m, s) == pytest.approx((0.977778, 0.049690), abs=1e-6)
     assert r.paper_same_entities_f1 == pytest.approx(m) and r.paper_same_entities_f1_std == pytest.approx(s)
     assert r.delta_f1 == pytest.approx(statistics.mean(F1) - m)
     # mean over entities, then over seeds: (0.2 + 0.1) / 2 and (0.1 + 0) / 2
@@ -104,7 +107,8 @@ def test_ablation_variants_map_to_the_paper_arms():
     gmm_gamma = t[t.variant == "GMM + gamma"].iloc[0]  # tp 2, fp 1, fn 0
     assert gmm_gamma.f1_mean == pytest.approx(4 / 5) and gmm_gamma.dataset == "SMD (1 entities)"
     # only the method arm has per-machine paper results to recompute on our machines
-    m, s = paper_by_hand("SMD", {"machine-1-2"})
+    m, s = SMD_1_2
+    assert (m, s) == pytest.approx((0.654545, 0.016598), abs=1e-6)
     assert gmm_gamma.paper_same_entities_f1 == pytest.approx(m) and gmm_gamma.paper_same_entities_f1_std == pytest.approx(s)
     assert t[t.variant != "GMM + gamma"].paper_same_entities_f1.isna().all()
 

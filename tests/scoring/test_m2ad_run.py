@@ -7,7 +7,6 @@ from sklearn.preprocessing import MinMaxScaler
 from madbench import protocols as P
 from madbench import run
 from madbench.config import validate
-from madbench.data.preprocess import Preprocessor
 from madbench.errors import ConfigError, DataError
 from madbench.scoring.base import SeriesScores
 from madbench.scoring.scorers import M2ADScoring
@@ -34,6 +33,7 @@ def test_m2ad_on_lstm_autoencoder_writes_anomalies_and_sensor_pvalues(tmp_path):
     assert np.all(np.diff(p[order]) <= 1e-12)
     anomalies = pd.read_csv(tmp_path / "anomalies.csv", keep_default_na=False)
     assert list(anomalies.columns) == ["entity", "start", "end", "score", "top_sensors"]
+    assert len(anomalies) > 0  # the loop below must check something
     sensors = [str(s) for s in z["sys0__sensors"]]
     for a in anomalies.itertuples():  # the drivers named are the sensors with the smallest p over the interval
         names = a.top_sensors.split(";")
@@ -52,21 +52,38 @@ def test_scoring_m2ad_refused_at_compose_time_without_residuals():
         validate(cfg)
 
 
-def test_reference_mode_targets_end_plus_one_and_refits_scaler(tmp_path):
-    cfg = compose_cfg(["backbone.reference_quirks=true", "scoring=m2ad", "scoring.reference_quirks=true",
-                       "dataset.n_systems=1", "trainer.epochs=1", "protocol=[m2ad]"])
-    run.main(cfg, tmp_path)
+def _test_series_the_job_saw(monkeypatch, cfg, run_dir) -> np.ndarray:
+    """Run the job and return the test series its model was scored on (the second Windows
+    the job builds: train first, then test)."""
+    seen = []
+
+    class Recording(run.Windows):
+        def __init__(self, series, *a, **kw):
+            seen.append(np.array(series[0]))
+            super().__init__(series, *a, **kw)
+
+    monkeypatch.setattr(run, "Windows", Recording)
+    run.main(cfg, run_dir)
+    assert len(seen) == 2
+    return seen[1]
+
+
+@pytest.mark.parametrize("quirks", [True, False])
+def test_reference_mode_targets_end_plus_one_and_refits_scaler(tmp_path, monkeypatch, quirks):
+    flags = ["backbone.reference_quirks=true", "scoring.reference_quirks=true"] if quirks else []
+    cfg = compose_cfg([*flags, "scoring=m2ad", "dataset.n_systems=1", "trainer.epochs=0", "protocol=[m2ad]"])
+    seen = _test_series_the_job_saw(monkeypatch, cfg, tmp_path)
     score = np.load(tmp_path / "scores.npz")["sys0__score"]
     w = cfg.dataset.window
     # the authors' target is step end+1: one more unscored step than the corrected default
-    assert np.isnan(score[: w + 1]).all() and np.isfinite(score[w + 1:]).all()
-    # their scaler is re-fitted on the test data
-    rng = np.random.default_rng(0)
-    train, test = rng.normal(size=(50, 3)), rng.normal(3, 2, size=(40, 3))
-    quirk = Preprocessor(refit_on_test=True).fit(train).transform(test, is_test=True)
-    np.testing.assert_allclose(quirk, MinMaxScaler().fit_transform(test), rtol=1e-5, atol=1e-6)
-    corrected = Preprocessor().fit(train).transform(test, is_test=True)
-    np.testing.assert_allclose(corrected, MinMaxScaler().fit(train).transform(test), rtol=1e-5, atol=1e-6)
+    lead = w + 1 if quirks else w
+    assert np.isnan(score[:lead]).all() and np.isfinite(score[lead:]).all()
+    # the authors' scaler is re-fitted on the test data; the corrected one is the train's
+    (raw,) = run.load_entities(cfg)
+    expected = MinMaxScaler().fit_transform(raw.test) if quirks else MinMaxScaler().fit(raw.train).transform(raw.test)
+    np.testing.assert_allclose(seen, expected, rtol=1e-5, atol=1e-6)
+    other = MinMaxScaler().fit(raw.train).transform(raw.test) if quirks else MinMaxScaler().fit_transform(raw.test)
+    assert np.abs(seen - other).max() > 1e-3  # the two scalings differ on this data
 
 
 def test_area_errors_corrected_mode_uses_train_statistics():

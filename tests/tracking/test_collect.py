@@ -97,21 +97,49 @@ def test_find_ok_run(tmp_path):
 
 
 def _writer(args):
-    root, i = args
-    for k in range(5):  # each job rewrites its results a few times, like finalize after eval
-        write(Path(root), f"job{i}", rows(f"r{i}", f"h{i}", t=f"2026-01-01T00:00:{k:02d}+00:00",
-                                          protocols=("strict", "m2ad"), entities=("e0", "e1", "e2")))
+    """One job: a complete results.csv, then a rewrite that stops half-way until the collector
+    has looked (``go``), then more rewrites, like finalize after madbench-eval."""
+    root, i, held, go = args
+    rs = lambda k: rows(f"r{i}", f"h{i}", t=f"2026-01-01T00:00:{k:02d}+00:00", protocols=("strict", "m2ad"),
+                        entities=("e0", "e1", "e2"))
+    write(Path(root), f"job{i}", rs(0))
+    text = tcsv.results_frame(rs(1)).to_csv(index=False)
+
+    def slow(path):
+        with open(path, "w") as f:
+            f.write(text[: len(text) // 2])
+            f.flush()
+            held.put(i)
+            go.wait(60)
+            f.write(text[len(text) // 2:])
+
+    tcsv.atomic_write(Path(root) / f"job{i}" / "results.csv", slow)
+    for k in range(2, 5):
+        write(Path(root), f"job{i}", rs(k))
     return i
 
 
+def _check(df, runs):
+    """Every run the collector sees is whole: 3 entities × 2 protocols + 3 ALL rows, all ok."""
+    assert set(df.run_id) == runs and set(df.status) == {"ok"}
+    assert df.groupby("run_id").size().eq(3 * 2 + 2 + 1).all()
+
+
 def test_collect_while_many_jobs_write(tmp_path):
-    n = 16
-    with mp.get_context("fork").Pool(4) as pool:
-        pending = pool.map_async(_writer, [(str(tmp_path), i) for i in range(n)])
-        while not pending.ready():  # a collector racing the writers never sees a torn file
+    n, workers = 16, 4
+    ctx = mp.get_context("fork")
+    with ctx.Manager() as manager, ctx.Pool(workers) as pool:
+        held, go = manager.Queue(), manager.Event()
+        pending = pool.map_async(_writer, [(str(tmp_path), i, held, go) for i in range(n)])
+        # every worker is now inside a write, half of its file on disk: the collector must see
+        # each of these jobs' last complete results.csv, never the half-written one
+        busy = {held.get(timeout=60) for _ in range(workers)}
+        _check(collect(tmp_path)[0], {f"r{i}" for i in busy})
+        go.set()
+        while not pending.ready():  # and it keeps racing the writers until they finish
             df, _ = collect(tmp_path)
-            assert set(df.status) <= {"ok"} and df.groupby("run_id").size().isin([3 + 2 + 3 + 1]).all()
+            _check(df, set(df.run_id))
         assert sorted(pending.get()) == list(range(n))
     df, _ = collect(tmp_path)
-    assert df.run_id.nunique() == n and len(df) == n * (3 * 2 + 2 + 1) and not df.duplicated(KEY).any()
-    assert not list(tmp_path.rglob("*.tmp"))
+    _check(df, {f"r{i}" for i in range(n)})
+    assert not df.duplicated(KEY).any() and not list(tmp_path.rglob("*.tmp"))
