@@ -303,23 +303,22 @@ def test_a_skipped_job_writes_the_rescore_variants_it_is_missing(tmp_path):
     assert collected.config_hash.nunique() == 5 and (collected.status == "ok").all()
 
 
-def test_madbench_eval_resumes_and_redo_rescores(m2ad_run):
-    first, errors = E.rescore_all([m2ad_run], ["scoring.n_components=2"], progress=False)
+def test_madbench_eval_resumes_and_redo_rescores(m2ad_run, capsys):
+    variant = ["scoring.alpha=0.01"]
+    first, errors = E.rescore_all([m2ad_run], variant, progress=False)
     assert len(first) == 1 and not errors
     res = first[0] / "results.csv"
     before = pd.read_csv(res).run_id.iloc[0]
     # again: an ok variant is left as it is
-    assert E.rescore_all([m2ad_run], ["scoring.n_components=2"], progress=False) == ([], [])
+    assert E.rescore_all([m2ad_run], variant, progress=False) == ([], [])
     assert pd.read_csv(res).run_id.iloc[0] == before
-    # a failed one is redone
-    failed = pd.read_csv(res).assign(status="failed")
-    failed.to_csv(res, index=False)
-    (again,), _ = E.rescore_all([m2ad_run], ["scoring.n_components=2"], progress=False)
+    # a failed one is redone, in its own dir
+    pd.read_csv(res).assign(status="failed").to_csv(res, index=False)
+    (again,), _ = E.rescore_all([m2ad_run], variant, progress=False)
     assert again == first[0] and (pd.read_csv(res).status == "ok").all()
     redone = pd.read_csv(res).run_id.iloc[0]
     assert redone != before
-    # --redo re-scores an ok one too
-    p = subprocess.run([str(BIN / "madbench-eval"), str(m2ad_run), "scoring.n_components=2", "--redo"],
-                       capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
+    # madbench-eval: nothing to do, then --redo re-scores an ok one too
+    assert E.main([str(m2ad_run), *variant]) == [] and "already has an ok result" in capsys.readouterr().err
+    assert E.main([str(m2ad_run), *variant, "--redo"]) == [first[0]]
     assert pd.read_csv(res).run_id.iloc[0] != redone
