@@ -236,3 +236,13 @@ def test_a_window_shorter_than_the_conv_stack_is_refused_with_one_line(tmp_path)
     with pytest.raises(ConfigError, match=r"^dataset.window=20 is shorter"):
         run.main(cfg, tmp_path)
     assert not (tmp_path / "scores.npz").exists()
+
+
+def test_a_run_scores_every_step_with_residuals_and_m2ad_scoring(tmp_path):
+    cfg = compose_cfg(["backbone=beatgan", "dataset.n_systems=1", "trainer.epochs=1", "scoring=m2ad",
+                       "protocol=[strict,madcluster]"])
+    df = run.main(cfg, tmp_path)
+    assert (df.status == "ok").all()
+    z = np.load(tmp_path / "scores.npz")
+    assert np.isfinite(z["sys0__score"]).all()
+    assert z["sys0__residuals"].shape == (len(z["sys0__score"]), 8)

@@ -7,6 +7,7 @@ MADCluster embedding (finite on dead ReLU units), one pass carrying the head, an
 bad-input errors."""
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -275,3 +276,27 @@ def test_reference_quirks_reach_the_objective_from_the_backbone():
     cfg = compose_cfg(["backbone=usad", "backbone.reference_quirks=true"])
     assert cfg.objective.name == "usad" and cfg.objective.reference_quirks is True
     assert run.build_objective(cfg).reference_quirks is True
+
+
+def test_frozen_module_passes_gradients_to_its_input_and_gets_none_itself():
+    from madbench.objectives.base import frozen
+
+    lin = torch.nn.Linear(3, 2)
+    x = torch.randn(4, 3, requires_grad=True)
+    with frozen(lin):
+        y = lin(x).sum()
+    y.backward()
+    assert x.grad is not None and torch.count_nonzero(x.grad) > 0
+    assert lin.weight.grad is None and lin.bias.grad is None
+    assert lin.weight.requires_grad and lin.bias.requires_grad  # restored
+    torch.testing.assert_close(x.grad, lin.weight.sum(0).expand(4, 3))
+
+
+def test_a_run_scores_every_step_with_residuals_and_m2ad_scoring(tmp_path):
+    cfg = compose_cfg(["backbone=usad", "dataset.n_systems=1", "trainer.epochs=1", "scoring=m2ad",
+                       "protocol=[strict,madcluster]"])
+    df = run.main(cfg, tmp_path)
+    assert (df.status == "ok").all()
+    z = np.load(tmp_path / "scores.npz")
+    assert np.isfinite(z["sys0__score"]).all()  # every step covered, no zero padding
+    assert z["sys0__residuals"].shape == (len(z["sys0__score"]), 8)  # the 8 sensors, not the 4 covariates
