@@ -26,6 +26,8 @@ only its own parts (ARCHITECTURE.md, "The training contract"):
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -84,3 +86,30 @@ class Objective(nn.Module):
         for name in self.requires:
             if getattr(out, name, None) is None and name not in out.extras:
                 raise ValueError(f"objective needs the backbone output '{name}', which this backbone does not give")
+
+
+@contextmanager
+def frozen(*modules: nn.Module):
+    """``requires_grad`` off for the modules' parameters during a forward, restored after:
+    gradients still flow through them to their inputs, but their own weight gradients are
+    never computed. For a manual step whose optimiser does not step them and zeroes them
+    anyway (USAD's other decoder, BeatGAN's generator during the discriminator step)."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32, or in its own dtype when wider (autocast outputs may be half
+    precision; losses and scores are computed in at least float32)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over every element, in at least float32."""
+    return torch.mean((at_least_float32(a) - at_least_float32(b)) ** 2)
