@@ -21,9 +21,16 @@ weights are copied into madbench's model and the two reconstructions compared, i
 mode: with ``reference_quirks=true`` (TSLib's per-batch periods) they must agree to float
 precision, or the suite exits 1.
 
-For ``bench.py zoo``: ``ZOO = {"timesnet": bench_timesnet, "omnianomaly": bench_omnianomaly}``;
-each takes ``(root, channel, steps, device, **options)`` and returns a list of row dicts
-(``backbone, impl, head, size, batch, windows_per_s, peak_mib, ratio``), and
+For ``bench.py zoo`` (branch zoo-usad-beatgan's ``scripts/bench_zoo.py``) the reference
+runners have its interface, ``run(checkout, data, epochs) -> {"seconds", "cpu_seconds"}``
+(one epoch = the training loop plus a validation pass), so registering them is two lines::
+
+    "timesnet": Entry(("backbone=timesnet",), reference="bench_zoo_omni_timesnet:run_tslib"),
+    "omnianomaly": Entry(("backbone=omnianomaly",), reference="bench_zoo_omni_timesnet:run_timesead"),
+
+Standalone, ``ZOO = {"timesnet": bench_timesnet, "omnianomaly": bench_omnianomaly}`` runs
+the per-step comparison here; each takes ``(root, channel, steps, device, **options)`` and
+returns row dicts (``backbone, impl, head, size, batch, windows_per_s, peak_mib, ratio``);
 ``print_rows`` prints them as a Markdown table.
 """
 from __future__ import annotations
@@ -93,11 +100,12 @@ def _madbench_setup(spec: dict):
     return cfg, det, w, trainer, ctx, tr_idx, cols, sens
 
 
-def _tsl_model(checkout: str, n: int, sizes: dict):
-    sys.path.insert(0, checkout)
+def _tsl_model(checkout: str, n: int, sizes: dict, seq_len: int = 100):
+    if checkout not in sys.path:
+        sys.path.insert(0, checkout)
     from models.TimesNet import Model  # TSLib's, from the checkout
 
-    conf = SimpleNamespace(task_name="anomaly_detection", seq_len=100, label_len=0, pred_len=0, enc_in=n, c_out=n,
+    conf = SimpleNamespace(task_name="anomaly_detection", seq_len=seq_len, label_len=0, pred_len=0, enc_in=n, c_out=n,
                            d_model=sizes["d_model"], d_ff=sizes["d_ff"], e_layers=sizes["layers"],
                            top_k=sizes["top_k"], num_kernels=sizes["num_kernels"], embed="timeF", freq="h",
                            dropout=0.1)
@@ -308,6 +316,87 @@ def bench_omnianomaly(root=DEFAULT_DATA, channel="C-1", steps=5, device="auto", 
 
 
 ZOO = {"timesnet": bench_timesnet, "omnianomaly": bench_omnianomaly}
+
+
+# -- reference runners in bench_zoo.py's interface: run(checkout, data, epochs) -> {"seconds", "cpu_seconds"} --
+def _epochs(data, epochs, model, train_step, val_loss, after_epoch=None) -> dict:
+    """Time ``epochs`` epochs of a reference loop over ``data.train`` (shuffled batches of
+    ``cfg.trainer.batch_size``) plus its validation pass over ``data.val``."""
+    import torch
+
+    dev = torch.device(data.device)
+    bs = int(data.cfg.trainer.batch_size)
+    train = torch.from_numpy(data.train).float().to(dev)
+    val = torch.from_numpy(data.val).float().to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    gen = torch.Generator().manual_seed(0)
+    seconds, cpu = [], []
+    for epoch in range(epochs):
+        sync()
+        t0, c0 = time.perf_counter(), time.process_time()
+        model.train()
+        for idx in torch.randperm(len(train), generator=gen).split(bs):
+            train_step(train[idx.to(dev)])
+        model.eval()
+        with torch.no_grad():
+            for b in range(0, len(val), bs):
+                val_loss(val[b:b + bs])
+        if after_epoch is not None:
+            after_epoch(epoch + 1)
+        sync()
+        seconds.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return {"seconds": seconds, "cpu_seconds": cpu, "params": sum(p.numel() for p in model.parameters())}
+
+
+def run_tslib(checkout: str, data, epochs: int) -> dict:
+    """TSLib's TimesNet (models/TimesNet.py from the checkout) with its anomaly-detection
+    loop (exp_anomaly_detection.py: Adam, MSE, LR halved after every epoch, a validation
+    pass) at madbench's sizes (``cfg.backbone.model``)."""
+    import torch
+
+    m, cfg = data.cfg.backbone.model, data.cfg
+    sizes = {k: int(m[k]) for k in ("d_model", "d_ff", "layers", "top_k", "num_kernels")}
+    model = _tsl_model(checkout, data.train.shape[2], sizes, seq_len=data.train.shape[1]).to(data.device)
+    lr = float(cfg.trainer.optimizer.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    crit = torch.nn.MSELoss()
+
+    def step(x):
+        opt.zero_grad()
+        crit(model(x, None, None, None), x).backward()
+        opt.step()
+
+    def halve(epoch):
+        for g in opt.param_groups:
+            g["lr"] = lr * 0.5 ** epoch
+
+    return _epochs(data, epochs, model, step, lambda x: crit(model(x, None, None, None), x).item(), halve)
+
+
+def run_timesead(checkout: str, data, epochs: int) -> dict:
+    """TimeSeAD's OmniAnomaly port (a different reading of the paper, see
+    ``bench_omnianomaly``) at madbench's sizes, Adam at ``cfg.trainer.optimizer.lr``."""
+    import torch
+
+    m, cfg = data.cfg.backbone.model, data.cfg
+    mod = _timesead_omni(checkout)
+    model = mod.OmniAnomaly(data.train.shape[2], latent_dim=int(m.z_dim), rnn_hidden_dims=(int(m.rnn_hidden),),
+                            dense_hidden_dims=(int(m.dense_dim),) * int(m.dense_layers),
+                            nf_layers=int(m.nf_layers)).to(data.device)
+    opt = torch.optim.Adam(model.parameters(), lr=float(cfg.trainer.optimizer.lr))
+    crit = mod.OmniAnomalyLoss()
+
+    def loss(x):
+        x = x.transpose(0, 1)                       # TimeSeAD is time-first
+        return crit(model((x,)), (x,))
+
+    def step(x):
+        opt.zero_grad()
+        loss(x).backward()
+        opt.step()
+
+    return _epochs(data, epochs, model, step, lambda x: loss(x).item())
 
 
 def print_rows(rows: list[dict]) -> None:
