@@ -6,11 +6,9 @@ pass, the LR schedule, CPU-only running, and the bad-input errors."""
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from madbench import run
 from madbench.data.windows import Windows, WindowSpec
 from madbench.detector import Detector, FitContext
 from madbench.errors import ConfigError
@@ -18,7 +16,7 @@ from madbench.fit import Trainer
 from madbench.heads.madcluster import MADClusterHead
 from madbench.models.anomaly_transformer import AnomalyTransformer
 from madbench.objectives.association import AssociationObjective
-from tests.conftest import compose_cfg
+from tests.conftest import assert_refused_before_training, compose_cfg
 
 C, S, L = 4, 3, 10
 
@@ -287,12 +285,8 @@ def test_score_is_the_softmax_of_minus_assdis_times_the_step_mse():
 def test_n_heads_not_dividing_d_model_is_refused_before_training(tmp_path):
     with pytest.raises(ConfigError, match=r"^backbone.model.n_heads=3 does not divide backbone.model.d_model=16$"):
         AnomalyTransformer(C, S, L, d_model=16, n_heads=3)
-    cfg = compose_cfg(["backbone=anomaly_transformer", "backbone.model.n_heads=3"])
-    with pytest.raises(ConfigError, match="backbone.model.n_heads=3"):
-        run.main(cfg, tmp_path)
-    res = pd.read_csv(tmp_path / "results.csv")
-    assert (res.status == "failed").all() and res.error.str.contains("backbone.model.n_heads=3").all()
-    assert not (tmp_path / "scores.npz").exists()
+    assert_refused_before_training(["backbone=anomaly_transformer", "backbone.model.n_heads=3"], tmp_path,
+                                   r"^backbone.model.n_heads=3 does not divide")
 
 
 def test_recipe_and_the_smd_epochs():

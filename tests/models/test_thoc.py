@@ -5,13 +5,11 @@ join layers on their own optimiser, τ annealing per epoch (and per batch under
 reference_quirks), the per-step score, TimeSeAD's batch-axis recurrence under
 reference_quirks, and the bad-input errors."""
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans
 
-from madbench import run
 from madbench.data.windows import Windows, WindowSpec
 from madbench.detector import Detector, FitContext
 from madbench.errors import ConfigError
@@ -19,7 +17,7 @@ from madbench.fit import Trainer
 from madbench.heads.madcluster import MADClusterHead
 from madbench.models.thoc import THOC, DilatedLSTM
 from madbench.objectives.thoc import THOCObjective
-from tests.conftest import compose_cfg
+from tests.conftest import assert_refused_before_training, compose_cfg
 
 C, S, L = 4, 3, 12
 
@@ -238,12 +236,8 @@ def test_dilations_not_shorter_than_the_window_are_refused_before_training(tmp_p
         THOC(C, S, 12, clusters=[3, 3])
     with pytest.raises(ConfigError, match=r"^backbone.model.dilations=\[\]"):
         THOC(C, S, 12, dilations=[])
-    cfg = compose_cfg(["backbone=thoc", "backbone.model.dilations=[1,2,32]"])
-    with pytest.raises(ConfigError, match=r"backbone.model.dilations=\[1, 2, 32\]"):
-        run.main(cfg, tmp_path)
-    res = pd.read_csv(tmp_path / "results.csv")
-    assert (res.status == "failed").all() and res.error.str.contains("dataset.window > 32").all()
-    assert not (tmp_path / "scores.npz").exists()
+    assert_refused_before_training(["backbone=thoc", "backbone.model.dilations=[1,2,32]"], tmp_path,
+                                   r"^backbone.model.dilations=\[1, 2, 32\].*dataset.window > 32")
 
 
 def test_recipe_and_objective_defaults():
