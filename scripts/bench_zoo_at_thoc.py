@@ -10,13 +10,16 @@ its natural objective, the head). ``measure(overrides, ...)`` runs one of them i
 process: it composes the config on the channel, builds the Detector, runs the objective's
 ``on_fit_start`` (timed apart: THOC's K-means), one warm-up step and ``steps`` timed
 ``training_step`` calls, and reports windows/s, seconds per step, the child's peak RSS
-and its growth over the RSS before training (CUDA: peak allocated memory). No reference
-comparison: the authors' AT needs CUDA and THOC has no official code.
+and its growth over the RSS before training (CUDA: peak allocated memory), plus the CPU
+seconds per step (process time: less sensitive than wall time to a shared machine's load,
+which is reported beside it). No reference comparison: the authors' AT needs CUDA and THOC
+has no official code.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -27,14 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def anomaly_transformer(head: str = "none") -> list[str]:
-    """d_model 512, 8 heads, 3 layers, d_ff 512, window 100, batch 256 (the reference's scripts)."""
-    return ["backbone=anomaly_transformer", f"head={head}", "dataset.window=100"]
+    """d_model 512, 8 heads, 3 layers, d_ff 512, batch 256 (the reference's scripts); MSL's window of 100."""
+    return ["backbone=anomaly_transformer", f"head={head}"]
 
 
 def thoc(head: str = "none") -> list[str]:
-    """Dilated LSTM 3 × 128 (dilations 1, 2, 4), 6 centres per layer, window 100 (TimeSeAD's SMD
-    grid; its default is 64), batch 128, K-means on 20 batches."""
-    return ["backbone=thoc", f"head={head}", "dataset.window=100"]
+    """Dilated LSTM 3 × 128 (dilations 1, 2, 4), 6 centres per layer, batch 128, K-means on 20
+    batches; MSL's window of 100 (TimeSeAD's SMD grid; its default is 64)."""
+    return ["backbone=thoc", f"head={head}"]
 
 
 ENTRIES = {"anomaly_transformer": anomaly_transformer, "thoc": thoc}
@@ -84,17 +87,18 @@ def _child(overrides: list[str], steps: int) -> dict:
     step(0)  # warm-up
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(1, steps + 1):
         step(i)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    sec = (time.perf_counter() - t0) / steps
+    sec, cpu = (time.perf_counter() - t0) / steps, (time.process_time() - c0) / steps
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"backbone": cfg.backbone.name, "head": cfg.head.get("name", "none"), "device": str(dev),
+    return {"load_avg": round(os.getloadavg()[0], 1), "backbone": cfg.backbone.name, "head": cfg.head.get("name", "none"), "device": str(dev),
             "threads": torch.get_num_threads(), "batch": bs, "window": cfg.dataset.window,
             "params": sum(p.numel() for p in det.parameters()), "fit_start_s": round(fit_start_s, 2),
-            "s_per_step": round(sec, 3), "windows_per_s": round(bs / sec, 1),
+            "s_per_step": round(sec, 3), "windows_per_s": round(bs / sec, 1), "cpu_s_per_step": round(cpu, 3),
+            "windows_per_cpu_s": round(bs / cpu, 1),
             "peak_rss_gib": round(rss / 1024 ** 2, 2), "train_rss_growth_gib": round((rss - rss0) / 1024 ** 2, 2),
             "cuda_peak_gib": round(torch.cuda.max_memory_allocated(dev) / 1024 ** 3, 2) if dev.type == "cuda" else None}
 
@@ -128,7 +132,8 @@ def main(argv=None) -> int:
     rows = [{"backbone": b, "head": h, **measure(ENTRIES[b](h) + a.extra, a.root, a.channel, a.steps)}
             for b in a.backbones for h in a.heads]
     cols = ["backbone", "head", "device", "threads", "batch", "window", "params", "fit_start_s", "s_per_step",
-            "windows_per_s", "peak_rss_gib", "train_rss_growth_gib", "cuda_peak_gib"]
+            "windows_per_s", "cpu_s_per_step", "windows_per_cpu_s", "load_avg", "peak_rss_gib", "train_rss_growth_gib",
+            "cuda_peak_gib"]
     print("| " + " | ".join(cols) + " | status |\n|" + "---|" * (len(cols) + 1))
     for r in rows:
         print("| " + " | ".join(str(r.get(c, "")) for c in cols) + f" | {r['status']} |")
