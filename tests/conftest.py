@@ -24,3 +24,19 @@ def compose_cfg(overrides=(), tiny=True):
 @pytest.fixture
 def cfg_factory():
     return compose_cfg
+
+
+def assert_refused_before_training(overrides, tmp_path, match: str) -> None:
+    """A job with these (tiny) overrides fails with a one-line ConfigError matching ``match``,
+    writes failed rows saying so, and no scores."""
+    import pandas as pd
+
+    from madbench import run
+    from madbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match) as e:
+        run.main(compose_cfg(list(overrides)), tmp_path)
+    assert "\n" not in str(e.value)
+    res = pd.read_csv(tmp_path / "results.csv")
+    assert (res.status == "failed").all() and (res.error == str(e.value)).all()
+    assert not (tmp_path / "scores.npz").exists()
