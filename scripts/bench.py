@@ -5,6 +5,8 @@
     python scripts/bench.py m2ad [--authors CHECKOUT]  # M2AD scoring vs the authors' code (a clone of
                                                        # sarahmish/M2AD) and vs a re-implementation
     python scripts/bench.py memory [--root DIR]        # peak RSS of a pooled SMD run
+    python scripts/bench.py dcdetector [--authors CHECKOUT]  # DCdetector + MADCluster vs the MADCluster
+                                                       # reference's code (a clone of SYLee1996/MADCluster)
     python scripts/bench.py all                        # metrics + m2ad (re-implementation only)
 
 Exits non-zero when a suite does (m2ad: when madbench and a reference disagree).
@@ -17,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SUITES = {"metrics": "bench_metrics", "m2ad": "bench_m2ad", "memory": "bench_memory"}
+SUITES = {"metrics": "bench_metrics", "m2ad": "bench_m2ad", "memory": "bench_memory", "dcdetector": "bench_dcdetector"}
 
 
 def main(argv=None) -> int:

@@ -113,7 +113,8 @@ def madbench_parts(args, quirks=True):
 
     overrides = ["backbone=dcdetector", f"backbone.reference_quirks={str(quirks).lower()}", "head=madcluster",
                  "dataset=msl", f"dataset.entities=[{args.channel}]", "dataset.sensors=all", "dataset.window=100",
-                 f"paths.data_dir={args.root}", "trainer.epochs=1", "trainer.progress=false", "trainer.device=cpu"]
+                 f"paths.data_dir={args.root}", "trainer.epochs=1", "trainer.progress=false", "trainer.device=cpu",
+                 *args.override]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     (entity,) = load_entities(cfg)
@@ -340,7 +341,7 @@ CHILDREN = {"equal": child_equal, "step-madbench": child_step_madbench, "step-au
 def run_child(name: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", name, "--authors", args.authors, "--root", str(args.root),
            "--channel", args.channel, "--columns", str(args.columns), "--steps", str(args.steps),
-           "--seed", str(args.seed), "--tmp", args.tmp]
+           "--seed", str(args.seed), "--tmp", args.tmp, *[a for o in args.override for a in ("--override", o)]]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=args.tmp)
@@ -358,8 +359,10 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default=str(DEFAULT_DATA), help="paths.data_dir holding NASA/")
     ap.add_argument("--channel", default="C-1")
     ap.add_argument("--columns", type=int, default=55, help="the channel's column count (MSL: 55)")
-    ap.add_argument("--steps", type=int, default=2, help="timed training steps per side (after one warm-up)")
+    ap.add_argument("--steps", type=int, default=1, help="timed training steps per side (after one warm-up)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--override", action="append", default=[],
+                    help="a Hydra override for madbench's side (repeatable), e.g. backbone.model.recompute=false")
     ap.add_argument("--skip-epoch", action="store_true", help="equal results and the training step only")
     ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     ap.add_argument("--tmp", default=None, help=argparse.SUPPRESS)

@@ -40,11 +40,17 @@ tokens x[s::p] (the paper's Fig. 2 and the position the tiled map gives them; th
 takes contiguous chunks x[r·N:(r+1)·N] instead, issue #10), and the embedding above.
 ``revin`` and ``dropout`` may also be set on their own.
 
-Cost (BACKBONES.md point 6): the query/key projections dominate. With one head the query
-and key are merged into one d×d product, G = E·(W_qᵀW_k) + b_q·W_k, scores = G·Eᵀ (the terms
-that the softmax over keys cancels are left out; so is the key bias, which only adds a
-per-row constant). ``recompute=true`` recomputes each layer's maps in the backward pass
-(torch.utils.checkpoint) instead of keeping its [B·C, N, d] projections.
+Cost (BACKBONES.md point 6): in the reference the query/key projections of every token
+dominate, with the [L×L] maps. Here, with no dropout on an embedding (the default, and
+every evaluation pass), a token's embedding is A·z_t + π_t, with z_t its circular
+neighbours [x_{t−1}, x_t, x_{t+1}] (3·c_in values) and A the convolution: the scores
+e_i M e_j + v·e_j (M = W_qᵀW_k, v = b_q·W_k per head; the terms that are constant along a
+row, which the softmax over keys cancels, are left out, and with them the key bias) are
+computed in the 3·c_in-wide space of z wherever it is narrower than d. Otherwise (dropout
+on the embeddings while training, as the MADCluster reference has) with one head the query
+and key are merged into one d×d product, G = E·M + v, scores = G·Eᵀ, and ``recompute=true``
+recomputes each layer's maps in the backward pass (torch.utils.checkpoint) instead of
+keeping its [B·C, N, d] products. Each path is tested against the reference's computation.
 """
 from __future__ import annotations
 
@@ -73,6 +79,22 @@ class TokenEmbedding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:   # [B', T, c_in] -> [B', T, d]
         return self.dropout(self.conv(x.transpose(1, 2)).transpose(1, 2) + self.pe)
 
+    @staticmethod
+    def neighbours(x: torch.Tensor) -> torch.Tensor:
+        """z_t = [x_{t−1}, x_t, x_{t+1}] (circular): [B', T, c_in] → [B', T, 3·c_in], so that the
+        embedding is z_t·Aᵀ + pe_t with A = :meth:`matrix`."""
+        return torch.cat([x.roll(1, dims=1), x, x.roll(-1, dims=1)], dim=-1)
+
+    def matrix(self) -> torch.Tensor:
+        """The convolution as a [d, 3·c_in] matrix (kernel tap outer, channel inner)."""
+        w = self.conv.weight
+        return w.permute(0, 2, 1).reshape(w.shape[0], -1)
+
+    def composable(self) -> bool:
+        """Whether the attention can be computed from the narrow z instead of the embedding:
+        no dropout acts on the embedding, and z is narrower than d."""
+        return not (self.training and self.dropout.p > 0) and 3 * self.conv.in_channels < self.conv.out_channels
+
 
 class DualAttention(nn.Module):
     """One attention layer: query/key projections shared by the two views; returns the
@@ -86,29 +108,47 @@ class DualAttention(nn.Module):
         self.scale = (d_model // n_heads) ** -0.5            # 1/√E, E = d/H (attn.py)
         self.dropout = nn.Dropout(dropout)
 
-    def attention(self, e: torch.Tensor) -> torch.Tensor:
-        """softmax over keys of the scaled scores, with attention dropout: [B', T, d] → [B', H, T, T]."""
-        n, t, d = e.shape
-        if self.n_heads == 1:
-            # (e W_qᵀ + b_q)(e W_kᵀ)ᵀ = e (W_qᵀ W_k) eᵀ + b_q W_k eᵀ: one d×d product instead of two
-            m = self.query.weight.t() @ self.key.weight
-            g = torch.addmm((self.query.bias @ self.key.weight)[None], e.reshape(-1, d), m).view(n, t, d)
-            scores = torch.bmm(g, e.transpose(1, 2)).unsqueeze(1)
-        else:
-            q = self.query(e).view(n, t, self.n_heads, -1).transpose(1, 2)
-            k = self.key(e).view(n, t, self.n_heads, -1).transpose(1, 2)
-            scores = q @ k.transpose(-1, -2)
-        return self.dropout(torch.softmax(scores * self.scale, dim=-1))
+    def bilinear(self):
+        """Per head, M = W_qᵀW_k [H, d, d] and v = b_q·W_k [H, d]: the scores (e W_qᵀ + b_q)(e W_kᵀ)ᵀ
+        are e·M·eᵀ + v·eᵀ (the terms constant along a row, which the softmax cancels, left out)."""
+        h, d = self.n_heads, self.query.in_features
+        wq, wk = self.query.weight.view(h, -1, d), self.key.weight.view(h, -1, d)
+        return wq.transpose(1, 2) @ wk, (self.query.bias.view(h, 1, -1) @ wk).squeeze(1)
 
-    def maps(self, e_patch: torch.Tensor, e_in: torch.Tensor, n_batch: int):
-        s = self.attention(e_patch)
-        p = self.attention(e_in)
+    def scores(self, view) -> torch.Tensor:
+        """Unscaled scores [B', H, T, T] of one view: ``(embedding module, tokens, composed)``."""
+        emb, x, composed = view
+        if composed:
+            # e_t = A z_t + π_t: e_i M e_j + v e_j = z_i K z_j + z_i U_j + V_i z_j + C_ij, all narrow
+            m, v = self.bilinear()
+            a, pe = emb.matrix(), emb.pe[0]                 # [d, 3c], [T, d]
+            row = pe @ m + v[:, None]                        # [H, T, d]: π_i M + v
+            k = a.t() @ m @ a                                # [H, 3c, 3c]
+            u = a.t() @ m @ pe.t()                           # [H, 3c, T]
+            z = x[:, None]                                   # [B', 1, T, 3c]
+            return (z @ k + row @ a) @ z.transpose(-1, -2) + z @ u + row @ pe.t()
+        n, t, d = x.shape
+        if self.n_heads == 1:   # one d×d product instead of two
+            m, v = self.bilinear()
+            g = torch.addmm(v, x.reshape(-1, d), m[0]).view(n, t, d)
+            return torch.bmm(g, x.transpose(1, 2)).unsqueeze(1)
+        q = self.query(x).view(n, t, self.n_heads, -1).transpose(1, 2)
+        k = self.key(x).view(n, t, self.n_heads, -1).transpose(1, 2)
+        return q @ k.transpose(-1, -2)
+
+    def attention(self, view) -> torch.Tensor:
+        """softmax over keys with attention dropout: [B', H, T, T]."""
+        return self.dropout(torch.softmax(self.scores(view) * self.scale, dim=-1))
+
+    def maps(self, patch, inpatch, n_batch: int):
+        s, p = self.attention(patch), self.attention(inpatch)
         return s.view(n_batch, -1, *s.shape[1:]).mean(1), p.view(n_batch, -1, *p.shape[1:]).mean(1)
 
-    def forward(self, e_patch: torch.Tensor, e_in: torch.Tensor, n_batch: int):
-        if self.recompute and torch.is_grad_enabled():
-            return checkpoint(self.maps, e_patch, e_in, n_batch, use_reentrant=False)
-        return self.maps(e_patch, e_in, n_batch)
+    def forward(self, patch, inpatch, n_batch: int):
+        wide = not (patch[2] and inpatch[2])
+        if self.recompute and wide and torch.is_grad_enabled():
+            return checkpoint(self.maps, patch, inpatch, n_batch, use_reentrant=False)
+        return self.maps(patch, inpatch, n_batch)
 
 
 def he_init_linear(module: nn.Module) -> None:
@@ -120,6 +160,9 @@ def he_init_linear(module: nn.Module) -> None:
 
 
 class DCdetector(nn.Module):
+    #: compute the attention from the embeddings' narrow inputs where that is exact (tests turn it off)
+    compose = True
+
     def __init__(self, n_inputs: int, n_outputs: int, window: int, d_model: int = 256, n_heads: int = 1,
                  layers: int = 3, patch_sizes=(2, 5, 10), dropout: float | None = None, revin: bool | None = None,
                  recompute: bool = True, reference_quirks: bool = False):
@@ -168,16 +211,26 @@ class DCdetector(nn.Module):
         xc = x.transpose(1, 2).reshape(b * c, length)        # channel-independent series
         series, prior, steps = [], [], []
         for i, p in enumerate(self.patch_sizes):
-            e_patch = self.patch_embed[i](xc.reshape(-1, length // p, p))      # [B·C, N, d]
-            e_in = self.inpatch_embed[i](self.inpatch_tokens(xc, p))          # [B·C, p, d]
+            patch = self.view(self.patch_embed[i], xc.reshape(-1, length // p, p))     # N tokens of p steps
+            inpatch = self.view(self.inpatch_embed[i], self.inpatch_tokens(xc, p))    # p tokens of N steps
             for layer in self.layers:
-                s, q = layer(e_patch, e_in, b)
+                s, q = layer(patch, inpatch, b)
                 series.append(s)
                 prior.append(q)
-            if not self.reference_quirks:
-                steps.append(e_patch.view(b, c, -1, self.d_model).mean(1).repeat_interleave(p, dim=1))
+            if not self.reference_quirks:   # channel mean of the patch-wise embeddings, on the patch's p steps
+                emb, tokens, composed = patch
+                mean = tokens.view(b, c, *tokens.shape[1:]).mean(1)
+                e = mean @ emb.matrix().t() + emb.pe if composed else mean
+                steps.append(e.repeat_interleave(p, dim=1))
         if self.reference_quirks:
             embedding = self.window_embed(x)
         else:
             embedding = torch.stack(steps).mean(0) if len(steps) > 1 else steps[0]
         return BackboneOutput(embedding=embedding, extras={"series": series, "prior": prior})
+
+    def view(self, emb: TokenEmbedding, tokens: torch.Tensor):
+        """``(emb, z, True)`` when the attention can be computed from the narrow neighbour
+        features z (no dropout on the embedding, 3·c_in < d), else ``(emb, embedding, False)``."""
+        if self.compose and emb.composable():
+            return emb, emb.neighbours(tokens), True
+        return emb, emb(tokens), False

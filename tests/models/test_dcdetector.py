@@ -85,22 +85,24 @@ def ref_loss_and_step(series, prior):
 
 
 # -- the shortcuts -------------------------------------------------------------------------------
+@pytest.mark.parametrize("compose", [True, False])
 @pytest.mark.parametrize("quirks", [False, True])
 @pytest.mark.parametrize("n_heads", [1, 2])
-def test_small_channel_mean_maps_expand_to_the_reference_maps(quirks, n_heads):
+def test_small_channel_mean_maps_expand_to_the_reference_maps(quirks, n_heads, compose, monkeypatch):
     """Channel mean before the p×p expansion and the tiling == the reference's expand-then-mean;
-    the merged query-key product (1 head) and the missing key bias change no map."""
+    the merged query-key product (1 head), the scores from the embeddings' narrow inputs
+    (``compose``) and the missing key bias change no map."""
     torch.manual_seed(0)
+    monkeypatch.setattr(DCdetector, "compose", compose)
     model = small(n_heads=n_heads, reference_quirks=quirks, dropout=0.0).eval()
-    with torch.no_grad():
-        for layer in model.layers:  # a key bias, as the reference has: the softmax cancels it
-            layer.key.register_parameter("bias", torch.nn.Parameter(torch.randn(16)))
     x = torch.randn(3, 20, 4) * 2 + 1
     out = model(x)
     with torch.no_grad():
-        for layer in model.layers:
-            layer.key.bias = None
+        for layer in model.layers:  # the reference's key bias: its softmax over keys cancels it
+            layer.key.bias = torch.nn.Parameter(torch.randn(16))
     ref_s, ref_p = ref_maps(model, x)
+    # (the tiny sizes use both paths: 3·c_in < d for the patch-wise tokens, not for p = 2's in-patch ones)
+    assert [model.patch_embed[0].composable(), model.inpatch_embed[0].composable()] == [True, False]
     assert len(out.extras["series"]) == len(ref_s) == 4
     for s, p, rs, rp in zip(out.extras["series"], out.extras["prior"], ref_s, ref_p):
         es, ep = ref_expand(s, p, 20)
@@ -131,11 +133,13 @@ def test_kl_on_small_maps_equals_kl_of_expanded_maps_values_and_gradients():
             torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("compose", [True, False])
 @pytest.mark.parametrize("quirks", [False, True])
-def test_loss_score_and_gradients_equal_the_reference_computation(quirks):
+def test_loss_score_and_gradients_equal_the_reference_computation(quirks, compose, monkeypatch):
     """Same weights, same batch, eval mode: madbench's loss (exactly 0 in value), its
     gradients and the per-step discrepancy equal the reference's [B·C, H, L, L] computation."""
     torch.manual_seed(2)
+    monkeypatch.setattr(DCdetector, "compose", compose)
     model = small(reference_quirks=quirks).eval()
     obj = ContrastiveObjective(reference_quirks=quirks)
     x = torch.rand(3, 20, 4)
@@ -158,8 +162,9 @@ def test_loss_score_and_gradients_equal_the_reference_computation(quirks):
         torch.testing.assert_close(obj.discrepancy(out), ref_step, rtol=1e-6, atol=1e-6)
 
 
-def test_recompute_gives_the_same_gradients():
+def test_recompute_gives_the_same_gradients(monkeypatch):
     torch.manual_seed(3)
+    monkeypatch.setattr(DCdetector, "compose", False)  # recomputation acts on the embedding path
     a, b = small(recompute=True), small(recompute=False)
     b.load_state_dict(a.state_dict())
     x = torch.rand(4, 20, 4)
