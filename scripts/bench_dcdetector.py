@@ -21,14 +21,18 @@ channel with all its columns (``--channel``, default C-1: 55 columns); madbench 
    ``mapping_loss_function``) following BACKBONES.md point 2; their gradients come from one
    call of their ``training`` on that batch (optimisers at lr 0).
 2. **Training step** (each side in its own process, so that the peak RSS is its own):
-   forward (+ loss) and backward (+ optimiser steps) seconds of a 128-window step, the best
-   of ``--steps`` after one warm-up step; the authors' step is one call of their
-   ``training`` on one batch, its forward a separate call of ``Network.forward``.
+   forward (+ loss) and backward (+ optimiser steps) of a 128-window step after one warm-up
+   step, in CPU seconds (user + system, all threads: the steadier measure on a shared
+   machine) and wall seconds. The authors' step is one call of their ``training`` on one
+   batch, its forward a separate call of ``Network.forward``.
 3. **Epoch on the channel**, each as it runs: madbench's ``Trainer.fit`` for one epoch
    (train windows, then the validation windows: the last 20% of train); the authors' epoch
    as ``main_trainer`` runs it: ``training`` over every train window, ``validation`` (on the
    test split, their val = test) and ``testing`` (on the test split, metrics included),
    which madbench does not do per epoch.
+
+Run it on an otherwise idle machine: the authors' step needs about 11 GB (the bench prints
+the load average seen during the runs).
 
 Prints a table with the ratios and each side's peak RSS; exits 1 when the results disagree.
 """
@@ -184,6 +188,13 @@ def authors_loss(config, mods, model, x, R):
     return dc + head, step
 
 
+def len_windows(args, split: str) -> int:
+    """Windows of 100 steps at stride 1 in the channel's train or test file."""
+    import numpy as np
+
+    return len(np.load(Path(args.root) / "NASA" / split / f"{args.channel}.npy", mmap_mode="r")) - 100 + 1
+
+
 def rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
@@ -235,6 +246,25 @@ def child_equal(args) -> dict:
             "unmapped_max_grad": unmapped_grad, "n_mapped": len(pairs)}
 
 
+class Clock:
+    """Wall and CPU (user + system, all threads) seconds of a block: on a shared machine the
+    CPU time is the steadier measure of the work done."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def timings(fwd: Clock, step: Clock, base: float, **extra) -> dict:
+    """The step's forward (+ loss) and the rest (backward + optimiser steps), wall and CPU."""
+    return {"forward_s": fwd.wall, "backward_s": step.wall - fwd.wall, "step_s": step.wall,
+            "forward_cpu": fwd.cpu, "backward_cpu": step.cpu - fwd.cpu, "step_cpu": step.cpu,
+            "rss_before_gib": base, "peak_rss_gib": rss_gib(), "load": os.getloadavg()[0], **extra}
+
+
 def child_step_madbench(args) -> dict:
     import numpy as np
     import torch
@@ -251,24 +281,20 @@ def child_step_madbench(args) -> dict:
     ctx.epoch, ctx.stage = 1, "train"
     batch = trainer.batch(windows, np.arange(128), *cols)
     base = rss_gib()
-    fwd, bwd = [], []
-    for _ in range(args.steps + 1):
-        t0 = time.perf_counter()
-        losses = det.total_loss(batch, det(batch["x"]), ctx)
-        t1 = time.perf_counter()
+    det.training_step(batch, ctx)                      # warm-up
+    with Clock() as step:
+        with Clock() as fwd:
+            losses = det.total_loss(batch, det(batch["x"]), ctx)
         ctx.backward(losses["loss"])
         ctx.step()
-        t2 = time.perf_counter()
-        fwd.append(t1 - t0)
-        bwd.append(t2 - t1)
-    steps = [f + b for f, b in zip(fwd, bwd)][1:]
-    i = int(np.argmin(steps)) + 1
-    return {"forward_s": fwd[i], "backward_s": bwd[i], "step_s": steps[i - 1], "rss_before_gib": base,
-            "peak_rss_gib": rss_gib()}
+    ctx.stage = "val"
+    det.eval()
+    with Clock() as val, torch.no_grad():   # one validation batch (eval mode, no gradient)
+        det.validation_step(batch, ctx)
+    return timings(fwd, step, base, eval_cpu=val.cpu, eval_s=val.wall)
 
 
 def child_step_authors(args) -> dict:
-    import numpy as np
     import torch
 
     mods = authors_modules(args.authors)
@@ -278,19 +304,16 @@ def child_step_authors(args) -> dict:
     x, y = authors_batch(config, mods)
     R = torch.zeros(1)
     base = rss_gib()
-    fwd, step = [], []
-    for _ in range(args.steps + 1):
-        model.train()
-        t0 = time.perf_counter()
+    mods[1].training(config, [(x, y)], model, opt1, opt2, 1, R)      # warm-up
+    model.train()
+    with Clock() as fwd:    # their forward alone (the graph is dropped)
         model(x)
-        t1 = time.perf_counter()
+    with Clock() as step:   # their whole training step: forward, loss, backward, both optimisers
         mods[1].training(config, [(x, y)], model, opt1, opt2, 1, R)
-        t2 = time.perf_counter()
-        fwd.append(t1 - t0)
-        step.append(t2 - t1)
-    i = int(np.argmin(step[1:])) + 1
-    return {"forward_s": fwd[i], "backward_s": step[i] - fwd[i], "step_s": step[i], "rss_before_gib": base,
-            "peak_rss_gib": rss_gib()}
+    with Clock() as val:    # one batch of their validation (eval mode, no gradient)
+        mods[1].validation(config, [(x, y)], model, R)
+    # fwd was timed in a separate pass: the step's own backward is step − fwd
+    return timings(fwd, step, base, eval_cpu=val.cpu, eval_s=val.wall)
 
 
 def child_epoch_madbench(args) -> dict:
@@ -299,10 +322,10 @@ def child_epoch_madbench(args) -> dict:
     torch.manual_seed(args.seed)
     _, entity, windows, trainer, det = madbench_parts(args)
     tr, va = windows.split(trainer.val_ratio)
-    t0 = time.perf_counter()
-    hist = trainer.fit(det, windows, entity.input_idx, entity.sensor_idx)
-    return {"epoch_s": time.perf_counter() - t0, "train_windows": len(tr), "val_windows": len(va),
-            "train_loss": hist[0]["train_loss"], "peak_rss_gib": rss_gib()}
+    with Clock() as ep:
+        hist = trainer.fit(det, windows, entity.input_idx, entity.sensor_idx)
+    return {"epoch_s": ep.wall, "epoch_cpu": ep.cpu, "train_windows": len(tr), "val_windows": len(va),
+            "train_loss": hist[0]["train_loss"], "peak_rss_gib": rss_gib(), "load": os.getloadavg()[0]}
 
 
 def child_epoch_authors(args) -> dict:
@@ -317,7 +340,7 @@ def child_epoch_authors(args) -> dict:
                                            fname=config["fname"], dataset="MSL") for m in ("train", "val", "test")}
     R = torch.zeros(1)
     parts = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     # one epoch of main_trainer: training, validation (val = test), the radius, testing on test
     out = solver.training(config, loaders["train"], model, opt1, opt2, 1, R)
     parts["train_s"] = time.perf_counter() - t0
@@ -328,9 +351,9 @@ def child_epoch_authors(args) -> dict:
     t2 = time.perf_counter()
     solver.testing(config, loaders["test"], model)
     parts["testing_s"] = time.perf_counter() - t2
-    return {"epoch_s": time.perf_counter() - t0, **parts, "train_windows": len(loaders["train"].dataset),
-            "val_windows": len(loaders["val"].dataset), "test_windows": len(loaders["test"].dataset),
-            "peak_rss_gib": rss_gib()}
+    return {"epoch_s": time.perf_counter() - t0, "epoch_cpu": time.process_time() - c0, **parts,
+            "train_windows": len(loaders["train"].dataset), "val_windows": len(loaders["val"].dataset),
+            "test_windows": len(loaders["test"].dataset), "peak_rss_gib": rss_gib(), "load": os.getloadavg()[0]}
 
 
 CHILDREN = {"equal": child_equal, "step-madbench": child_step_madbench, "step-authors": child_step_authors,
@@ -340,7 +363,7 @@ CHILDREN = {"equal": child_equal, "step-madbench": child_step_madbench, "step-au
 # -- parent ----------------------------------------------------------------------------------
 def run_child(name: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", name, "--authors", args.authors, "--root", str(args.root),
-           "--channel", args.channel, "--columns", str(args.columns), "--steps", str(args.steps),
+           "--channel", args.channel, "--columns", str(args.columns),
            "--seed", str(args.seed), "--tmp", args.tmp, *[a for o in args.override for a in ("--override", o)]]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     t0 = time.perf_counter()
@@ -359,7 +382,6 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default=str(DEFAULT_DATA), help="paths.data_dir holding NASA/")
     ap.add_argument("--channel", default="C-1")
     ap.add_argument("--columns", type=int, default=55, help="the channel's column count (MSL: 55)")
-    ap.add_argument("--steps", type=int, default=1, help="timed training steps per side (after one warm-up)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--override", action="append", default=[],
                     help="a Hydra override for madbench's side (repeatable), e.g. backbone.model.recompute=false")
@@ -385,25 +407,38 @@ def main(argv=None) -> int:
         ep = None if args.skip_epoch else {s: run_child(f"epoch-{s}", args) for s in ("authors", "madbench")}
     ok = (eq["loss_diff"] <= LOSS_TOL and eq["grad_max_rel"] <= GRAD_REL_TOL and eq["step_max_rel"] <= STEP_REL_TOL)
     a, m = st["authors"], st["madbench"]
-    print("| | authors' code | madbench | ratio |\n|---|---|---|---|")
-    for key, label in (("forward_s", "forward (+ loss), s"), ("backward_s", "backward (+ steps), s"),
-                       ("step_s", "training step (128 windows), s")):
-        print(f"| {label} | {a[key]:.2f} | {m[key]:.2f} | {a[key] / m[key]:.2f}× faster |")
-    print(f"| peak RSS, step process | {a['peak_rss_gib']:.2f} GiB | {m['peak_rss_gib']:.2f} GiB | "
-          f"{m['peak_rss_gib'] / a['peak_rss_gib']:.2f} of the authors' |")
-    print(f"| peak RSS above the set-up | {a['peak_rss_gib'] - a['rss_before_gib']:.2f} GiB | "
-          f"{m['peak_rss_gib'] - m['rss_before_gib']:.2f} GiB | "
-          f"{(m['peak_rss_gib'] - m['rss_before_gib']) / max(a['peak_rss_gib'] - a['rss_before_gib'], 1e-9):.2f} |")
+    print("| | authors' code | madbench | authors ÷ madbench |\n|---|---|---|---|")
+    for key, label in (("forward", "forward (+ loss)"), ("backward", "backward (+ optimiser steps)"),
+                       ("step", "training step, 128 windows")):
+        for unit, suffix in (("CPU s", "_cpu"), ("wall s", "_s")):
+            k = key + suffix
+            print(f"| {label}, {unit} | {a[k]:.1f} | {m[k]:.1f} | {a[k] / m[k]:.2f} |")
+    print(f"| peak RSS of the step process, GiB | {a['peak_rss_gib']:.2f} | {m['peak_rss_gib']:.2f} | "
+          f"{a['peak_rss_gib'] / m['peak_rss_gib']:.2f} |")
     if ep:
         a, m = ep["authors"], ep["madbench"]
-        print(f"| epoch on {args.channel}, s | {a['epoch_s']:.0f} (train {a['train_s']:.0f} on {a['train_windows']} "
-              f"windows, validation {a['validation_s']:.0f} and testing {a['testing_s']:.0f} on "
-              f"{a['test_windows']} test windows) | {m['epoch_s']:.0f} (train {m['train_windows']} + validation "
-              f"{m['val_windows']} windows) | {a['epoch_s'] / m['epoch_s']:.2f}× faster |")
-        per_a = a["train_s"] / math.ceil(a["train_windows"] / 128)
-        print(f"| peak RSS, epoch process | {a['peak_rss_gib']:.2f} GiB | {m['peak_rss_gib']:.2f} GiB | "
-              f"{m['peak_rss_gib'] / a['peak_rss_gib']:.2f} of the authors' |")
-        print(f"| authors' training time per batch in the epoch, s | {per_a:.1f} | | |")
+        for unit, k in (("CPU s", "epoch_cpu"), ("wall s", "epoch_s")):
+            print(f"| epoch on {args.channel}, {unit} | {a[k]:.0f} | {m[k]:.0f} | {a[k] / m[k]:.2f} |")
+        print(f"| peak RSS of the epoch process, GiB | {a['peak_rss_gib']:.2f} | {m['peak_rss_gib']:.2f} | "
+              f"{a['peak_rss_gib'] / m['peak_rss_gib']:.2f} |")
+        print(f"\nauthors' epoch: training {a['train_s']:.0f} s on {a['train_windows']} windows, validation "
+              f"{a['validation_s']:.0f} s and testing {a['testing_s']:.0f} s on {a['test_windows']} test windows "
+              f"(val = test); madbench's: {m['train_windows']} train + {m['val_windows']} validation windows "
+              f"(the last 20% of train), no test pass.")
+    else:
+        # an estimate from the per-batch costs measured above (the full epoch: without --skip-epoch)
+        n_tr_a, n_te = (len_windows(args, split) for split in ("train", "test"))
+        n_tr_m = n_tr_a - round(n_tr_a * 0.2)
+        ep_a = math.ceil(n_tr_a / 128) * a["step_cpu"] + 2 * math.ceil(n_te / 128) * a["eval_cpu"]
+        ep_m = math.ceil(n_tr_m / 128) * m["step_cpu"] + (n_tr_a - n_tr_m) / 128 * m["eval_cpu"]
+        print(f"| epoch on {args.channel}, CPU s, estimated | {ep_a:.0f} | {ep_m:.0f} | {ep_a / ep_m:.2f} |")
+        print(f"\nepoch estimate (not timed: --skip-epoch): the authors' {math.ceil(n_tr_a / 128)} training steps on "
+              f"{n_tr_a} windows + validation and testing on the {n_te} test windows (2 × {math.ceil(n_te / 128)} "
+              f"batches at their measured validation cost per batch, {a['eval_cpu']:.1f} CPU s; their test metrics "
+              f"left out); madbench's {math.ceil(n_tr_m / 128)} steps on {n_tr_m} train windows + "
+              f"{n_tr_a - n_tr_m} validation windows at {m['eval_cpu']:.1f} CPU s per 128.")
+    loads = [r["load"] for r in (*st.values(), *(ep or {}).values())]
+    print(f"1-minute load average during the runs: {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs")
     print(f"\nequal results (same weights, same batch, eval mode): loss {eq['loss_authors']:.7g} (authors) vs "
           f"{eq['loss_madbench']:.7g} (madbench), |Δ| {eq['loss_diff']:.2e} (tol {LOSS_TOL:g}); per-step discrepancy "
           f"max rel. Δ {eq['step_max_rel']:.2e}; gradients of {eq['n_mapped']} mapped parameters max rel. Δ "

@@ -49,8 +49,8 @@ row, which the softmax over keys cancels, are left out, and with them the key bi
 computed in the 3·c_in-wide space of z wherever it is narrower than d. Otherwise (dropout
 on the embeddings while training, as the MADCluster reference has) with one head the query
 and key are merged into one d×d product, G = E·M + v, scores = G·Eᵀ, and ``recompute=true``
-recomputes each layer's maps in the backward pass (torch.utils.checkpoint) instead of
-keeping its [B·C, N, d] products. Each path is tested against the reference's computation.
+recomputes each layer's maps in the backward pass (torch.utils.checkpoint), 32 windows at a
+time, instead of keeping its [B·C, N, d] products. Each path is tested against the reference's computation.
 """
 from __future__ import annotations
 
@@ -63,6 +63,7 @@ from madbench.models.base import BackboneOutput
 from madbench.models.deepsvdd import sinusoidal_encoding
 
 REVIN_EPS = 1e-5  # RevIN.py: the variance gets 1e-5 inside the square root
+RECOMPUTE_WINDOWS = 32  # recompute=true: windows per recomputed group
 
 
 class TokenEmbedding(nn.Module):
@@ -146,9 +147,18 @@ class DualAttention(nn.Module):
 
     def forward(self, patch, inpatch, n_batch: int):
         wide = not (patch[2] and inpatch[2])
-        if self.recompute and wide and torch.is_grad_enabled():
-            return checkpoint(self.maps, patch, inpatch, n_batch, use_reentrant=False)
-        return self.maps(patch, inpatch, n_batch)
+        if not (self.recompute and wide and torch.is_grad_enabled()):
+            return self.maps(patch, inpatch, n_batch)
+        # recomputed in backward, RECOMPUTE_WINDOWS windows at a time, so that only one group's
+        # [rows, N, d] products exist at once
+        rows = patch[1].shape[0] // n_batch
+        parts = []
+        for w0 in range(0, n_batch, RECOMPUTE_WINDOWS):
+            w1 = min(w0 + RECOMPUTE_WINDOWS, n_batch)
+            sl = slice(w0 * rows, w1 * rows)
+            parts.append(checkpoint(self.maps, (patch[0], patch[1][sl], patch[2]),
+                                    (inpatch[0], inpatch[1][sl], inpatch[2]), w1 - w0, use_reentrant=False))
+        return tuple(torch.cat(x) for x in zip(*parts))
 
 
 def he_init_linear(module: nn.Module) -> None:

@@ -16,6 +16,7 @@ from madbench.detector import Detector
 from madbench.errors import ConfigError
 from madbench.fit import Trainer
 from madbench.heads.madcluster import MADClusterHead
+from madbench.models import dcdetector
 from madbench.models.dcdetector import DCdetector
 from madbench.objectives.contrastive import ContrastiveObjective, expanded_kls
 from tests.conftest import compose_cfg
@@ -162,15 +163,19 @@ def test_loss_score_and_gradients_equal_the_reference_computation(quirks, compos
         torch.testing.assert_close(obj.discrepancy(out), ref_step, rtol=1e-6, atol=1e-6)
 
 
-def test_recompute_gives_the_same_gradients(monkeypatch):
+def test_recompute_gives_the_same_maps_and_gradients(monkeypatch):
     torch.manual_seed(3)
     monkeypatch.setattr(DCdetector, "compose", False)  # recomputation acts on the embedding path
+    monkeypatch.setattr(dcdetector, "RECOMPUTE_WINDOWS", 3)  # 4 windows: groups of 3 and 1
     a, b = small(recompute=True), small(recompute=False)
     b.load_state_dict(a.state_dict())
     x = torch.rand(4, 20, 4)
     obj = ContrastiveObjective()
-    ga = torch.autograd.grad(obj.loss({}, a(x))["loss"], list(a.parameters()), allow_unused=True)
-    gb = torch.autograd.grad(obj.loss({}, b(x))["loss"], list(b.parameters()), allow_unused=True)
+    out_a, out_b = a(x), b(x)
+    for u, v in zip(out_a.extras["series"] + out_a.extras["prior"], out_b.extras["series"] + out_b.extras["prior"]):
+        torch.testing.assert_close(u, v)
+    ga = torch.autograd.grad(obj.loss({}, out_a)["loss"], list(a.parameters()), allow_unused=True)
+    gb = torch.autograd.grad(obj.loss({}, out_b)["loss"], list(b.parameters()), allow_unused=True)
     for u, v in zip(ga, gb):
         assert (u is None) == (v is None)
         if u is not None:
@@ -186,18 +191,18 @@ def fitted(quirks, epochs=1):
     det = Detector(small(reference_quirks=quirks), ContrastiveObjective(reference_quirks=quirks))
     trainer = Trainer(epochs=epochs, batch_size=64, device="cpu", progress=False)
     w = Windows(series, WindowSpec(window=20))
-    trainer.fit(det, w, np.arange(4), np.arange(4))
-    return det, trainer, w
+    hist = trainer.fit(det, w, np.arange(4), np.arange(4))
+    return det, trainer, w, hist
 
 
 def test_reference_window_score_is_the_constant_1_over_L_and_the_corrected_score_is_not():
-    det, trainer, w = fitted(quirks=True)
+    det, trainer, w, _ = fitted(quirks=True)
     (ref,) = trainer.score(det, w, np.arange(4), np.arange(4))
     # every window of the reference scores 1/L, so every placed step does too: no ranking at all
     np.testing.assert_allclose(ref.window, 1 / 20, rtol=1e-6)
     np.testing.assert_allclose(ref.step, 1 / 20, rtol=1e-6)
 
-    det, trainer, w = fitted(quirks=False)
+    det, trainer, w, _ = fitted(quirks=False)
     (cor,) = trainer.score(det, w, np.arange(4), np.arange(4))
     assert np.isfinite(cor.step).all() and cor.step.std() > 1e-3  # a ranking of the timestamps
     batch = trainer.batch(w, np.arange(8), torch.arange(4), torch.arange(4))
@@ -214,10 +219,8 @@ def test_reference_window_score_is_the_constant_1_over_L_and_the_corrected_score
 
 
 def test_validation_monitors_the_discrepancy_not_the_zero_training_value():
-    det, trainer, w = fitted(quirks=False, epochs=2)
-    torch.manual_seed(5)
-    hist = Trainer(epochs=2, batch_size=64, device="cpu", progress=False, patience=None).fit(
-        det, w, np.arange(4), np.arange(4))
+    *_, hist = fitted(quirks=False, epochs=2)
+    assert len(hist) == 2
     for rec in hist:
         assert rec["train_loss"] == 0.0 and rec["val_contrastive"] == 0.0
         assert rec["val_loss"] == pytest.approx(rec["val_discrepancy"]) and rec["val_loss"] != 0.0
@@ -343,3 +346,34 @@ def test_a_run_with_a_patch_size_that_does_not_divide_the_window_is_refused_befo
     assert not (tmp_path / "scores.npz").exists()
     rows = pd.read_csv(tmp_path / "results.csv")
     assert (rows.status == "failed").all() and rows.error.str.contains("patch_sizes").all()
+
+
+def test_compiles_with_the_same_gradients():
+    """trainer.compile's path: the backbone under torch.compile (aot_eager: forward and
+    backward graphs traced, no code generation) gives the eager gradients."""
+    torch.manual_seed(10)
+    a, b = small(layers=1, patch_sizes=[5]), small(layers=1, patch_sizes=[5])
+    b.load_state_dict(a.state_dict())
+    b.compile(backend="aot_eager")
+    x = torch.rand(4, 20, 4)
+    obj = ContrastiveObjective()
+    ga = torch.autograd.grad(obj.loss({}, a(x))["loss"], list(a.parameters()), allow_unused=True)
+    gb = torch.autograd.grad(obj.loss({}, b(x))["loss"], list(b.parameters()), allow_unused=True)
+    assert sum(g is not None for g in ga) >= 3
+    for u, v in zip(ga, gb):
+        assert (u is None) == (v is None)
+        if u is not None:
+            torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-7)
+
+
+def test_dcdetector_paper_experiment_sets_each_datasets_published_sizes():
+    expected = {"msl_merged": (90, [3, 5], 64, 3), "smap_merged": (105, [3, 5, 7], 256, 3),
+                "smd_merged": (105, [5, 7], 256, 2), "psm": (60, [1, 3, 5], 256, 3)}
+    for name, (window, patches, batch, epochs) in expected.items():
+        cfg = compose_cfg(["experiment=dcdetector_paper", f"dataset={name}"], tiny=False)
+        assert (cfg.dataset.window, list(cfg.backbone.model.patch_sizes), cfg.trainer.batch_size,
+                cfg.trainer.epochs) == (window, patches, batch, epochs)
+        assert all(window % p == 0 for p in patches)
+    # the backbone's own default stays MADCluster's uniform config
+    cfg = compose_cfg(["backbone=dcdetector", "dataset=msl"], tiny=False)
+    assert (cfg.dataset.window, list(cfg.backbone.model.patch_sizes), cfg.trainer.batch_size) == (100, [2, 5, 10], 128)
