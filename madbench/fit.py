@@ -57,7 +57,7 @@ class Trainer:
     def __init__(self, epochs: int = 35, batch_size: int = 32, patience: int = 10, val_ratio: float = 0.2,
                  device: str = "auto", precision: str = "32", optimizer=None, eval_batch_size: int = 1024,
                  grad_clip: float | None = None, progress: bool = True, inject_nan_loss: bool = False,
-                 seed: int = 0, min_delta: float = 0.0, lr_decay: float | None = None):
+                 seed: int = 0, min_delta: float = 0.0, lr_decay: float | None = None, compile: bool | str = False):
         self.epochs = int(epochs)
         self.batch_size = int(batch_size)
         self.patience = patience
@@ -76,12 +76,20 @@ class Trainer:
         if lr_decay is not None and not 0.0 < float(lr_decay) <= 1.0:
             raise ConfigError(f"trainer.lr_decay={lr_decay}; expected a factor in (0, 1] or null")
         self.lr_decay = lr_decay
+        self.compile = _compile_backend(compile)
 
     # -- helpers -----------------------------------------------------------------------
     def _autocast_spec(self):
         if self.device.type == "cuda" and self.precision in ("bf16", "16"):
             return ("cuda", torch.bfloat16 if self.precision == "bf16" else torch.float16)
         return None
+
+    def _compiled(self, detector) -> None:
+        """``trainer.compile``: torch.compile the backbone in place (its state_dict keys stay
+        as they are), once."""
+        if self.compile and getattr(detector.backbone, "_madbench_compiled", None) != self.compile:
+            detector.backbone.compile(backend=self.compile)
+            detector.backbone._madbench_compiled = self.compile
 
     def batch(self, windows: Windows, idx, input_cols, sensor_cols) -> dict:
         return {"x": windows.inputs(idx, input_cols), "y": windows.targets(idx, sensor_cols)}
@@ -104,6 +112,7 @@ class Trainer:
         rng = np.random.default_rng(self.seed)
         detector.to(self.device)
         detector.autocast = self._autocast_spec()
+        self._compiled(detector)
         input_cols = torch.as_tensor(input_cols, device=self.device)
         sensor_cols = torch.as_tensor(sensor_cols, device=self.device)
         tr_idx, va_idx = windows.split(self.val_ratio)
@@ -185,6 +194,7 @@ class Trainer:
         scores before placement and is also placed on its own (``SeriesScores.factor``)."""
         detector.to(self.device).eval()
         detector.autocast = self._autocast_spec()
+        self._compiled(detector)
         dev = self.device
         input_cols = torch.as_tensor(input_cols, device=dev)
         sensor_cols = torch.as_tensor(sensor_cols, device=dev)
@@ -233,6 +243,18 @@ class Trainer:
                 offsets=windows.spec.score_offsets(),
             ))
         return outs
+
+
+def _compile_backend(value) -> str | None:
+    """``trainer.compile``: false → None, true → ``inductor``, or a torch.compile backend name."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "inductor"
+    if not isinstance(value, str) or value not in torch.compiler.list_backends(exclude_tags=()):
+        raise ConfigError(f"trainer.compile={value!r}; expected true, false or a torch.compile backend "
+                          f"({', '.join(torch.compiler.list_backends())}, ...)")
+    return value
 
 
 def _accumulate(sums: dict, losses: dict, n: int) -> None:

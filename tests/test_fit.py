@@ -130,3 +130,35 @@ def test_unknown_device_is_a_config_error(name):
 
 def test_auto_device():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Linear(nn.Module):
+    """A per-step linear reconstruction: small enough to compile in seconds."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.lin = nn.Linear(d, d)
+
+    def forward(self, x):
+        return BackboneOutput(embedding=x, reconstruction=self.lin(x))
+
+
+def test_compile_keeps_the_state_dict_keys_and_the_scores():
+    """trainer.compile compiles the backbone in place: its state_dict round-trips into an
+    uncompiled Detector and the scores are the same (the eager backend: dynamo's graph
+    capture without code generation, so no C++ toolchain is needed)."""
+    w = Windows(data(T=73), WindowSpec(window=10))
+    torch.manual_seed(0)
+    det = Detector(Linear(3), ReconstructObjective())
+    keys = list(det.state_dict())
+    tr = Trainer(epochs=1, batch_size=16, device="cpu", progress=False, compile="eager", eval_batch_size=64)
+    tr.fit(det, w, np.arange(3), np.arange(3))
+    assert det.backbone._compiled_call_impl is not None and list(det.state_dict()) == keys
+    (compiled,) = tr.score(det, w, np.arange(3), np.arange(3))
+    plain = Detector(Linear(3), ReconstructObjective())
+    plain.load_state_dict(det.state_dict())
+    (eager,) = Trainer(epochs=0, device="cpu", progress=False).score(plain, w, np.arange(3), np.arange(3))
+    np.testing.assert_allclose(compiled.step, eager.step, rtol=1e-6)
+    with pytest.raises(ConfigError, match=r"^trainer.compile='nope'; expected true, false or a torch.compile backend"):
+        Trainer(device="cpu", compile="nope")
+    assert Trainer(device="cpu", compile=True).compile == "inductor" and Trainer(device="cpu").compile is None
