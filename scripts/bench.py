@@ -6,6 +6,8 @@
                                                        # sarahmish/M2AD) and vs a re-implementation
     python scripts/bench.py memory [--root DIR]        # peak RSS of a pooled SMD run
     python scripts/bench.py madcluster [--backbones ...] # the MADCluster head's overhead per epoch
+    python scripts/bench.py threads [--jobs 1,4]       # epoch time at 1, 2, all CPU threads, alone and
+                                                       # beside concurrent jobs (trainer.num_threads=auto)
     python scripts/bench.py all                        # metrics + m2ad (re-implementation only)
 
 Exits non-zero when a suite does (m2ad: when madbench and a reference disagree).
@@ -18,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SUITES = {"metrics": "bench_metrics", "m2ad": "bench_m2ad", "memory": "bench_memory", "madcluster": "bench_madcluster"}
+SUITES = {"metrics": "bench_metrics", "m2ad": "bench_m2ad", "memory": "bench_memory", "madcluster": "bench_madcluster",
+          "threads": "bench_threads"}
 
 
 def main(argv=None) -> int:
