@@ -116,7 +116,8 @@ class Job:
         score_spec = WindowSpec(window=spec.window, stride=1, horizon=spec.horizon, gap=spec.gap)
         trainer = build(cfg.trainer, "trainer")
         groups = _groups(entities, bool(cfg.dataset.get("pooled", False)))
-        bar = tqdm(groups, desc=f"{cfg.dataset.name} entities", unit="model", disable=True if len(groups) == 1 else bar_disabled(trainer.progress))
+        bar = tqdm(groups, desc=f"{cfg.dataset.name} entities", unit="model",
+                   disable=True if len(groups) == 1 else bar_disabled(trainer.progress))
         for group in bar:
             label = group[0].name if len(group) == 1 else f"pooled[{len(group)}]"
             bar.set_postfix_str(label)
