@@ -37,6 +37,12 @@ def _hydra_main(cfg: DictConfig):
     multirun = hc.mode == RunMode.MULTIRUN
     try:
         metric = check_objective(cfg)  # a search objective on test labels is refused up front
+        if not multirun:
+            # a refused config is not a failed job: one line, and no results.csv to collect. A
+            # sweep job's refusal is recorded as failed rows by run.main (the sweep goes on).
+            from madbench.config import validate
+
+            validate(cfg)
         df = run.main(cfg, run_dir)
     except MadbenchError as e:
         msg = f"madbench: error: {e}"
@@ -50,24 +56,32 @@ def _hydra_main(cfg: DictConfig):
             log.exception("job failed (run dir %s)", run_dir)
             return None
         raise
-    print_summary(df, run_dir)
+    src = result_dir(run_dir)
+    print_summary(df, src, note=None if src == run_dir else "skip_done: this config was already run there")
     return _objective_value(run_dir, metric) if metric else None
+
+
+def result_dir(run_dir: Path) -> Path:
+    """The run dir that holds this job's results: its own, or, when skip_done skipped the
+    job, the earlier run that ``skipped.json`` points at."""
+    import json
+
+    if (run_dir / "skipped.json").exists():
+        return Path(json.loads((run_dir / "skipped.json").read_text())["done_in"])
+    return run_dir
 
 
 def _objective_value(run_dir: Path, metric: str) -> float | None:
     """``val_loss``: the mean over entities of the best validation loss, from this job's
     ``train_log.csv`` (or the earlier run's, when skip_done skipped the job). None when it
     is not finite, which a sweeper records as a failed trial."""
-    import json
     import math
 
     import pandas as pd
 
     from madbench.results import RunResults
 
-    src = run_dir
-    if (run_dir / "skipped.json").exists():
-        src = Path(json.loads((run_dir / "skipped.json").read_text())["done_in"])
+    src = result_dir(run_dir)
     try:
         value = RunResults.mean_best_val_loss(pd.read_csv(src / "train_log.csv"))
     except (FileNotFoundError, pd.errors.EmptyDataError):

@@ -3,6 +3,7 @@ stable ``config_hash`` that identifies a job across re-runs of a sweep."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 
 from omegaconf import DictConfig, OmegaConf
@@ -15,7 +16,7 @@ HASH_EXCLUDE = ("paths", "logger", "hydra", "skip_done", "name", "optimize_metri
 #: cuda:1) is left out; the device *type* a job trained on is kept, as the top-level
 #: ``device_type`` the job records (madbench.run.record_device_type): determinism is on
 #: only on CPU, so a CPU and a CUDA result are different results.
-TRAINER_EXCLUDE = ("progress", "eval_batch_size", "device")
+TRAINER_EXCLUDE = ("progress", "eval_batch_size", "device", "num_threads")
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -63,22 +64,45 @@ def validate(cfg: DictConfig) -> None:
     ar = _num(cfg, "dataset.anomaly_ratio")
     if ar is not None and not (isinstance(ar, (int, float)) and 0.0 < float(ar) < 100.0):
         raise ConfigError(f"dataset.anomaly_ratio={ar}; expected a percentage in (0, 100)")
-    for name in (cfg.get("protocol") or {}):
-        _ratio(cfg, f"protocol.{name}.threshold.q")
-        _ratio(cfg, f"protocol.{name}.alpha")
-        w = _num(cfg, f"protocol.{name}.window")
-        if w is not None and (not isinstance(w, int) or w < 1):
-            raise ConfigError(f"protocol.{name}.window={w}; expected an integer >= 1")
-    if not (cfg.get("protocol") or {}):
-        raise ConfigError("protocol is empty; expected one or more of strict, madcluster, m2ad, tslib")
-    _ratio(cfg, "scoring.alpha")
-    from madbench.fit import PRECISIONS, resolve_device
+    from madbench.fit import PRECISIONS, resolve_device, resolve_num_threads
 
     resolve_device(_num(cfg, "trainer.device") or "auto")
     prec = str(_num(cfg, "trainer.precision"))
     if prec not in PRECISIONS:
         raise ConfigError(f"trainer.precision={prec}; expected one of {list(PRECISIONS)}")
+    threads = _num(cfg, "trainer.num_threads")
+    resolve_num_threads("auto" if threads is None else threads)
+    validate_after_score(cfg)
     check_compatible(cfg)
+
+
+def validate_after_score(cfg: DictConfig) -> None:
+    """The checks of what may change without training (scoring, protocols, loggers), also
+    run before re-scoring: the scorer, each protocol and each logger is built once here, so
+    an unknown key or a bad value is a one-line ConfigError before anything runs, never
+    after the model has trained."""
+    from madbench import protocols as P
+    from madbench.results import build_scorer, instantiate_loggers
+
+    if not (cfg.get("protocol") or {}):
+        raise ConfigError(f"protocol is empty; expected one or more of {', '.join(P.REGISTRY)}")
+    for name, pcfg in cfg.protocol.items():
+        P.build(str(name), OmegaConf.to_container(pcfg, resolve=True) if pcfg is not None else {})
+    build_scorer(cfg)
+    instantiate_loggers(cfg)
+
+
+def check_keys(target, params: dict, prefix: str) -> None:
+    """Refuse a key that ``target`` (a class or function) does not take, naming it: a typo
+    (``protocol.m2ad.alhpa``) would otherwise be ignored or silently become a new config.
+    Hydra's own keys (``_target_``, ``_partial_``, ...) are not parameters."""
+    params_ = inspect.signature(target).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params_):
+        return
+    allowed = [p.name for p in params_ if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
+    unknown = [k for k in params if not str(k).startswith("_") and k not in allowed]
+    if unknown:
+        raise ConfigError(f"{prefix}.{unknown[0]}: unknown key; expected one of {', '.join(allowed) or '(none)'}")
 
 
 def objective_class(cfg: DictConfig):

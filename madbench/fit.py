@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
 from functools import partial
 
@@ -26,6 +27,72 @@ from madbench.scoring.base import SeriesScores
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("32", "bf16", "16")
+#: the most intra-op threads ``trainer.num_threads=auto`` gives one job. The harness's
+#: models are small (LSTMs at batch 32-64): scripts/bench_threads.py measures where more
+#: threads stop paying (the table is in README.md, "CPU threads").
+AUTO_THREADS_CAP = 4
+#: environment variables that say how many jobs share this machine's cores: the sweep
+#: callback sets the first for joblib and submitit_local sweeps; pytest-xdist sets the second
+CONCURRENCY_VARS = ("MADBENCH_CONCURRENT_JOBS", "PYTEST_XDIST_WORKER_COUNT")
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (a cgroup/taskset limit), and
+    SLURM's ``cpus_per_task`` when the job runs under SLURM."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        n = os.cpu_count() or 1
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        n = min(n, int(slurm))
+    return max(n, 1)
+
+
+def concurrent_jobs() -> int:
+    """How many jobs (this one included) train on this machine at once: the product of the
+    counts in ``CONCURRENCY_VARS`` (e.g. 2 xdist workers, each running a 2-job sweep)."""
+    n = 1
+    for var in CONCURRENCY_VARS:
+        v = os.environ.get(var, "")
+        if v.isdigit() and int(v) > 0:
+            n *= int(v)
+    return n
+
+
+def machine_load() -> float:
+    """The 1-minute load average per CPU of the whole machine (0 where unknown)."""
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except (OSError, AttributeError):
+        return 0.0
+
+
+def resolve_num_threads(value="auto") -> tuple[int, str]:
+    """``trainer.num_threads`` → (threads, why). ``auto``: the cores this process may use
+    divided by the jobs that run at once here, at least 1 and at most
+    ``AUTO_THREADS_CAP``; and 1 when the machine has no idle CPU already (load average >=
+    its CPUs): threads that wait for each other on CPUs other processes hold stall (on 2
+    busy cores, 2 threads made an LSTM epoch 13x slower than 1). An integer >= 1 is used
+    as given."""
+    if isinstance(value, str) and value == "auto":
+        cores, jobs = available_cores(), concurrent_jobs()
+        n = max(1, min(AUTO_THREADS_CAP, cores // jobs))
+        why = f"auto: {cores} core(s) / {jobs} concurrent job(s), at most {AUTO_THREADS_CAP}"
+        load = machine_load()
+        if n > 1 and load >= 1.0:
+            n, why = 1, f"auto: the machine is busy (load average {load:.1f} per CPU)"
+        return n, why
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"trainer.num_threads={value!r}; expected auto or an integer >= 1")
+    return int(value), "set by trainer.num_threads"
+
+
+def bar_disabled(progress: bool) -> bool | None:
+    """tqdm's ``disable`` for a progress bar: True when ``progress`` is off, else None, which
+    tqdm reads as "only on a terminal": per-batch lines never flood a log file (SLURM
+    output, ``make run > log``)."""
+    return None if progress else True
 
 
 def resolve_device(name: str) -> torch.device:
@@ -57,7 +124,8 @@ class Trainer:
     def __init__(self, epochs: int = 35, batch_size: int = 32, patience: int = 10, val_ratio: float = 0.2,
                  device: str = "auto", precision: str = "32", optimizer=None, eval_batch_size: int = 1024,
                  grad_clip: float | None = None, progress: bool = True, inject_nan_loss: bool = False,
-                 seed: int = 0, min_delta: float = 0.0, lr_decay: float | None = None, compile: bool | str = False):
+                 seed: int = 0, min_delta: float = 0.0, lr_decay: float | None = None,
+                 compile: bool | str = False, num_threads: int | str = "auto"):
         self.epochs = int(epochs)
         self.batch_size = int(batch_size)
         self.patience = patience
@@ -77,6 +145,19 @@ class Trainer:
             raise ConfigError(f"trainer.lr_decay={lr_decay}; expected a factor in (0, 1] or null")
         self.lr_decay = lr_decay
         self.compile = _compile_backend(compile)
+        resolve_num_threads(num_threads)  # a bad value is refused here, not at fit time
+        self.num_threads = num_threads
+        self._threads: int | None = None
+
+    def set_threads(self) -> int:
+        """Set torch's intra-op threads from ``trainer.num_threads`` once (the first fit or
+        score of this trainer, i.e. once per job) and log the choice."""
+        if self._threads is None:
+            n, why = resolve_num_threads(self.num_threads)
+            torch.set_num_threads(n)
+            self._threads = n
+            log.info("trainer: %d CPU thread(s) (%s)", n, why)
+        return self._threads
 
     # -- helpers -----------------------------------------------------------------------
     def _autocast_spec(self):
@@ -109,6 +190,7 @@ class Trainer:
 
         if self.precision != "32" and self.device.type != "cuda":
             log.warning("trainer.precision=%s applies on CUDA only; running fp32 on %s", self.precision, self.device)
+        self.set_threads()
         rng = np.random.default_rng(self.seed)
         detector.to(self.device)
         detector.autocast = self._autocast_spec()
@@ -134,7 +216,7 @@ class Trainer:
             sums, n = {}, 0
             batches = range(0, len(order), self.batch_size)
             bar = tqdm(batches, desc=f"{desc} epoch {epoch}/{self.epochs}", leave=False,
-                       disable=not self.progress, unit="batch")
+                       disable=bar_disabled(self.progress), unit="batch")
             for i, b in enumerate(bar, start=1):
                 idx = order[b:b + self.batch_size]
                 ctx.batch_index, ctx._stepped = i, False
@@ -192,6 +274,7 @@ class Trainer:
         """Score every window of ``windows`` and place the scores on the timestamps; one
         ``SeriesScores`` per series. A head's per-window score factor multiplies the step
         scores before placement and is also placed on its own (``SeriesScores.factor``)."""
+        self.set_threads()
         detector.to(self.device).eval()
         detector.autocast = self._autocast_spec()
         self._compiled(detector)
@@ -207,7 +290,7 @@ class Trainer:
         offsets = torch.as_tensor(windows.spec.score_offsets(), device=dev)
         idx_all = np.arange(len(windows))
         for b in tqdm(range(0, len(idx_all), self.eval_batch_size), desc=desc, leave=False,
-                      disable=not self.progress, unit="batch"):
+                      disable=bar_disabled(self.progress), unit="batch"):
             j = idx_all[b:b + self.eval_batch_size]
             batch = self.batch(windows, j, input_cols, sensor_cols)
             out = detector(batch["x"])

@@ -8,7 +8,8 @@
   forecaster's target step(s), a reconstruction's whole window.
 - ``m2ad``: calibrated p < alpha, flagged steps padded by ±padding and merged into
   intervals, event overlap counts summed over entities (``ALL``), F1 and F0.5.
-  With ``scoring=raw`` the p-value is empirical, from the validation scores.
+  With ``scoring=raw`` the p-value comes from the validation scores: a POT tail
+  (``calibration=pot``, default) or empirical (``calibration=empirical``).
 - ``tslib``: threshold = (100 − anomaly_ratio) percentile of train+test scores, then point
   adjustment (``pa_f1``); ``ALL`` = mean.
 Every row carries ``threshold_uses_test_labels``.
@@ -16,15 +17,18 @@ Every row carries ``threshold_uses_test_labels``.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from madbench import metrics as M
 from madbench.data.entity import label_events
-from madbench.errors import ConfigError
+from madbench.config import check_keys
+from madbench.errors import ConfigError, DataError
 from madbench.scoring.intervals import intervals
-from madbench.scoring.thresholds import empirical_pvalues, percentile_threshold, validation_threshold
+from madbench.scoring.thresholds import (PeaksOverThreshold, check_threshold, empirical_pvalues, percentile_threshold,
+                                         validation_threshold)
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +87,21 @@ def _prf(tp, fp, fn) -> dict:
     return {"precision": e["event_precision"], "recall": e["event_recall"], "f1": e["event_f1"], "f05": e["event_f05"]}
 
 
+def _int(key: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{key}={value!r}; expected an integer >= {minimum}")
+    return int(value)
+
+
 class Protocol:
+    """A protocol takes only the keys its constructor names (``build`` refuses the rest)
+    and checks their values there, so a config is refused before training."""
+
     name = ""
     uses_test_labels = False
 
-    def __init__(self, window: int = 100, **params):
-        self.window = int(window)
-        self.params = params
+    def __init__(self, window: int = 100):
+        self.window = _int(f"protocol.{self.name}.window", window, 1)
 
     def evaluate(self, entities: list[EntityScores], anomaly_ratio: float | None = None) -> list[dict]:
         raise NotImplementedError
@@ -114,9 +126,9 @@ class Protocol:
 class StrictProtocol(Protocol):
     name = "strict"
 
-    def __init__(self, window: int = 100, threshold: dict | None = None, **params):
-        super().__init__(window, **params)
-        self.threshold = dict(threshold or {"method": "quantile", "q": 0.99})
+    def __init__(self, window: int = 100, threshold: dict | None = None):
+        super().__init__(window)
+        self.threshold = check_threshold(dict(threshold or {}), f"protocol.{self.name}.threshold")
 
     def evaluate(self, entities, anomaly_ratio=None):
         rows, pooled = [], {"tp": 0, "fp": 0, "fn": 0, "ptp": 0, "pfp": 0, "pfn": 0,
@@ -190,23 +202,52 @@ class M2ADProtocol(Protocol):
 
     ``alpha=None`` (default) uses the scorer's own rule (``scoring.alpha``, or the 4σ rule
     of ``scoring.calibration=std4``); a number applies p < alpha to the calibrated p.
-    With ``scoring=raw`` the p-value is empirical, from the validation scores.
+    With ``scoring=raw`` the scorer gives no p-value; it comes from the validation scores
+    (the null), as ``calibration`` says: ``pot`` (default) fits a generalized Pareto tail
+    above their ``level`` quantile (``madbench.scoring.thresholds.PeaksOverThreshold``);
+    ``empirical`` is ``(1 + #>=) / (1 + n_val)``, which is never below ``1 / (1 + n_val)``
+    and is refused when that floor is not below alpha (it could never flag).
     After ``evaluate``, ``detected`` maps each entity to its [(start, end, score)].
     """
 
     name = "m2ad"
+    CALIBRATIONS = ("pot", "empirical")
 
-    def __init__(self, window: int = 100, alpha: float | None = None, padding: int = 50, **params):
-        super().__init__(window, **params)
-        if alpha is not None and not 0.0 < alpha < 1.0:
-            raise ConfigError(f"protocol.m2ad.alpha={alpha}; expected a ratio in (0, 1) or null")
-        self.alpha, self.padding = alpha, int(padding)
+    def __init__(self, window: int = 100, alpha: float | None = None, padding: int = 50,
+                 calibration: str = "pot", level: float = 0.98):
+        super().__init__(window)
+        if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))
+                                  or not 0.0 < alpha < 1.0):
+            raise ConfigError(f"protocol.m2ad.alpha={alpha!r}; expected a ratio in (0, 1) or null")
+        if calibration not in self.CALIBRATIONS:
+            raise ConfigError(f"protocol.m2ad.calibration={calibration!r}; expected one of "
+                              f"{', '.join(self.CALIBRATIONS)}")
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
+            raise ConfigError(f"protocol.m2ad.level={level!r}; expected a ratio in (0, 1)")
+        self.alpha, self.padding = alpha, _int("protocol.m2ad.padding", padding, 0)
+        self.calibration, self.level = calibration, float(level)
         self.detected: dict[str, list] = {}
+
+    def _raw_pvalues(self, e: EntityScores) -> np.ndarray:
+        """p-values of a raw score from the entity's validation scores."""
+        val = e.train_score[e.val_mask]
+        alpha = self.alpha or DEFAULT_ALPHA
+        if self.calibration == "pot":
+            return PeaksOverThreshold(self.level, what=f"entity {e.name}: protocol.m2ad.calibration=pot").fit(
+                val).pvalues(e.score)
+        n = int(np.isfinite(val).sum())
+        if 1.0 / (1.0 + n) >= alpha:
+            raise DataError(
+                f"entity {e.name}: protocol.m2ad.calibration=empirical cannot flag anything: with {n} validation "
+                f"scores the smallest p-value is 1/{n + 1} = {1.0 / (1 + n):.2g}, not below alpha={alpha:g}; "
+                f"use protocol.m2ad.calibration=pot, alpha > {1.0 / (1 + n):.2g}, or at least {math.ceil(1 / alpha)} "
+                "validation steps")
+        return empirical_pvalues(val, e.score)
 
     def _flags(self, e: EntityScores) -> tuple[np.ndarray, str]:
         if e.p is None:
-            p = empirical_pvalues(e.train_score[e.val_mask], e.score)
-            return np.nan_to_num(p, nan=1.0) < (self.alpha or DEFAULT_ALPHA), "empirical"
+            p = self._raw_pvalues(e)
+            return np.nan_to_num(p, nan=1.0) < (self.alpha or DEFAULT_ALPHA), self.calibration
         if self.alpha is None and e.flags is not None:
             return e.flags.astype(bool), e.status
         return np.nan_to_num(e.p, nan=1.0) < (self.alpha or DEFAULT_ALPHA), e.status
@@ -266,6 +307,9 @@ REGISTRY = {c.name: c for c in (StrictProtocol, MADClusterProtocol, M2ADProtocol
 
 
 def build(name: str, params: dict) -> Protocol:
+    """The protocol ``name`` with ``params``; an unknown protocol, an unknown key (a typo
+    would otherwise be ignored) or a bad value is a one-line ConfigError naming it."""
     if name not in REGISTRY:
         raise ConfigError(f"protocol={name!r}; expected one of {list(REGISTRY)}")
+    check_keys(REGISTRY[name], params, f"protocol.{name}")
     return REGISTRY[name](**params)

@@ -1,20 +1,26 @@
 """Re-run the last stages of finished runs from their ``scores.npz``, without training.
 
-    madbench-eval RUN_DIR protocol=[strict,tslib] protocol.m2ad.alpha=0.01
+    madbench-eval RUN_DIR protocol=[tslib,m2ad] protocol.m2ad.alpha=0.01
         re-evaluates the protocols in place: their rows in RUN_DIR/results.csv are
-        replaced (other rows are kept; the config_hash stays the run's).
-    madbench-eval RUN_OR_SWEEP_DIR scoring.distribution=gmm,normal scoring.calibration=gamma,chi2
+        replaced (other rows are kept), config.yaml records the protocols now evaluated
+        (anomalies.csv too, for m2ad), and every row carries the config_hash of that
+        updated config.
+    madbench-eval RUN_OR_SWEEP_DIR scoring.n_components=1,3 scoring.calibration=gamma,chi2
         re-runs the scoring stage from the kept train/test residuals, once per combination
         (Hydra's sweep syntax), and writes each variant as a run dir of its own under
         ``<run dir>/rescored/<variant>/`` with its own config_hash, so ``madbench-collect``
         and ``madbench-tables`` see it like any job. A directory without scores.npz is
         searched for run dirs (a sweep). A variant that already has an ``ok`` result is
-        left as it is (``--redo`` re-scores it), so an interrupted re-scoring resumes.
+        left as it is (``--redo`` re-scores it), so an interrupted re-scoring resumes; one
+        config_hash never gets two dirs. Every variant skipped is said (it equals the run,
+        or is already done), and variants whose scores are identical are warned about.
 
 Only what happens after the score stage may change: ``scoring.*``, ``protocol``,
 ``name``/``experiment_name``/``tags``, ``logger``, ``dataset.anomaly_ratio``. A variant is
 logged like a job (one W&B run of its own when the logger has wandb). Anything else changes
-training and is refused with the key named.
+training and is refused with the key named; so is a key the run's config does not have
+(as the main app refuses it), unless given as ``+key=value``. Bad values are refused
+before any variant dir is written.
 """
 from __future__ import annotations
 
@@ -178,9 +184,27 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     for o in OverridesParser.create().parse_overrides([o for o in overrides if _key(o) not in GROUPS]):
         if o.is_delete():
             raise ConfigError(f"~{o.key_or_group}: deleting keys is not supported when re-scoring")
+        if not o.is_add():
+            _check_exists(cfg, o.key_or_group)
         with open_dict(cfg):
             OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True, force_add=True)
     return cfg
+
+
+def _check_exists(cfg: DictConfig, key: str) -> None:
+    """Refuse a key the config does not have, naming it and what its parent has (the main
+    app's "Key 'foo' is not in struct"): an unknown key would otherwise be stored, change
+    the config_hash and compute nothing new."""
+    parts = key.split(".")
+    node = cfg
+    for i, part in enumerate(parts):
+        if not isinstance(node, DictConfig) or part not in node:
+            where = ".".join(parts[:i]) or "the config"
+            have = sorted(str(k) for k in node.keys() if not str(k).startswith("_")) if isinstance(node, DictConfig) \
+                else []
+            hint = f"; {where} has {', '.join(have)}" if have else ""
+            raise ConfigError(f"{key}: unknown key (not in the run's config){hint}; a new key needs +{key}=...")
+        node = node._get_node(part) if i < len(parts) - 1 else None
 
 
 def check_rescorable(overrides: list[str]) -> None:
@@ -201,6 +225,28 @@ def _slug(overrides: list[str], hash_: str) -> str:
 
 
 # -- re-scoring ----------------------------------------------------------------------------
+class Skipped(str):
+    """Why a variant was not written: it equals the run, or it already has an ok result."""
+
+
+#: top-level labels that change no number (``name`` is already outside the config_hash)
+LABELS = ("experiment_name", "tags")
+
+
+def _computes_the_same(a: DictConfig, b: DictConfig) -> bool:
+    """Whether two configs differ only in labels, i.e. give the same numbers."""
+    from madbench.config import config_hash
+
+    def strip(c):
+        c = OmegaConf.create(OmegaConf.to_container(c, resolve=False))
+        with open_dict(c):
+            for k in LABELS + ("rescore", "rescored_from"):
+                c.pop(k, None)
+        return config_hash(c)
+
+    return strip(a) == strip(b)
+
+
 def _variant_dir(run_dir: Path, hash_: str) -> Path | None:
     """The dir under ``run_dir/rescored/`` that already holds the variant ``hash_`` (ok,
     failed or cut short: its config.yaml says), else None."""
@@ -217,17 +263,19 @@ def _variant_dir(run_dir: Path, hash_: str) -> Path | None:
 
 
 def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None, parent_cfg: DictConfig | None = None,
-            redo: bool = True) -> tuple[Path, pd.DataFrame | None] | None:
+            redo: bool = True) -> tuple[Path, pd.DataFrame] | Skipped:
     """Re-run the scoring stage (then every protocol) of ``run_dir`` with ``overrides``;
-    the variant is written as a run dir of its own. Returns (dir, results), or None when
-    the overrides leave the run's config unchanged. With ``redo=False`` a variant that
-    already has an ``ok`` result for its config_hash under ``run_dir/rescored/`` is left
-    as it is: (that dir, None). A partial or failed one is redone. On bad input the variant
-    dir still gets its ``failed`` rows, then the error is raised.
+    the variant is written as a run dir of its own. Returns (dir, results), or ``Skipped``
+    (a one-line reason) when the overrides compute nothing new: the run's own config, or a
+    change of labels only; with ``redo=False`` also when the variant already has an ``ok``
+    result under ``run_dir/rescored/`` (a partial or failed one is redone, in its own dir:
+    one config_hash never gets two dirs). A refused config (unknown key, bad value) raises
+    before any dir is written; an error while re-scoring leaves the variant dir with
+    ``failed`` rows, then is raised.
 
     ``parent_cfg`` is the config the variant starts from (default: the run's config.yaml);
     a job skipped by skip_done passes its own, which has the run's config_hash."""
-    from madbench.config import config_hash, validate
+    from madbench.config import config_hash, validate_after_score
     from madbench.tracking.collect import find_ok_run
 
     run_dir = Path(run_dir)
@@ -239,14 +287,15 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None, pa
     with open_dict(cfg):
         cfg.pop("rescore", None)
         cfg["rescored_from"] = str(run_dir.resolve())
+    validate_after_score(cfg)
     hash_ = config_hash(cfg)
-    if hash_ == config_hash(parent):
-        return None
+    if hash_ == config_hash(parent) or _computes_the_same(cfg, parent):
+        return Skipped(f"equals the run itself ({run_dir})")
     if out_dir is None:
         if not redo:
             existing = find_ok_run(run_dir / "rescored", hash_)
             if existing is not None:
-                return existing, None
+                return Skipped(f"already has an ok result in {existing} (--redo re-scores it)")
         # a partial or failed earlier attempt (maybe spelled differently) is redone in its own dir
         out_dir = _variant_dir(run_dir, hash_) or run_dir / "rescored" / _slug(overrides, hash_)
     out_dir = Path(out_dir)
@@ -254,7 +303,6 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None, pa
     tcsv.atomic_write(out_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=False))
     results = RunResults(cfg, out_dir)
     with task_wrapper(results) as started:
-        validate(cfg)
         sizes = entity_sizes(read_results(run_dir), SIZE_COLUMNS)
         for ent in load_series(run_dir, needs_residuals=bool(cfg.scoring.get("needs_residuals"))):
             results.add_scores(ent["name"], ent["labels"], ent["sensors"], ent["groups"], ent["train"], ent["test"],
@@ -265,37 +313,82 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None, pa
     return out_dir, df
 
 
+def scores_digest(run_dir: Path) -> str | None:
+    """A digest of the scoring stage's output in ``run_dir/scores.npz`` (every entity's
+    final train and test score, p-values and flags): equal digests, the same scoring model."""
+    import hashlib
+
+    path = Path(run_dir) / "scores.npz"
+    if not path.exists():
+        return None
+    h = hashlib.sha1()
+    with np.load(path, allow_pickle=False) as z:
+        for k in sorted(z.files):
+            if k.rsplit("__", 1)[-1] in ("score", "train_score", "p", "flags"):
+                h.update(k.encode())
+                h.update(np.ascontiguousarray(z[k]).tobytes())
+    return h.hexdigest()
+
+
+def warn_identical(run_dir: Path, variants: list[tuple[Path, list[str]]]) -> list[str]:
+    """One warning per variant whose scores equal the run's or an earlier variant's: the
+    overrides that tell them apart change nothing for this run (e.g.
+    ``scoring.distribution=normal`` is ``gmm`` when ``scoring.n_components=1``)."""
+    seen = {scores_digest(run_dir): (run_dir, [])}
+    warnings = []
+    for d, combo in variants:
+        digest = scores_digest(d)
+        if digest is None:
+            continue
+        if digest in seen:
+            other, other_combo = seen[digest]
+            what = "the run itself" if other == run_dir else f"[{' '.join(other_combo)}] ({other.name})"
+            warnings.append(f"{d}: [{' '.join(combo)}] gives the same scores as {what}; the overrides that tell "
+                            "them apart change nothing for this run")
+            log.warning("re-scoring: %s", warnings[-1])
+        else:
+            seen[digest] = (d, combo)
+    return warnings
+
+
 def rescore_all(paths: list[Path], overrides: list[str], progress: bool = True, redo: bool = False,
-                parent_cfg: DictConfig | None = None) -> tuple[list[Path], list[str]]:
+                parent_cfg: DictConfig | None = None, notes: list[str] | None = None
+                ) -> tuple[list[Path], list[str]]:
     """Every variant of ``overrides`` (sweep syntax) for every run dir under ``paths``.
-    A failed variant is recorded (its dir has ``failed`` rows), reported and skipped; the
-    rest go on. A variant that already has an ``ok`` result is left as it is unless
-    ``redo``, so an interrupted re-scoring resumes where it stopped. Returns (variant dirs
-    written, one-line errors)."""
+    A failed variant is reported and the rest go on (its dir has ``failed`` rows when it
+    failed while re-scoring; a refused config writes none). A variant that already has an
+    ``ok`` result is left as it is unless ``redo``, so an interrupted re-scoring resumes
+    where it stopped. Returns (variant dirs written, one-line errors); ``notes``, when
+    given, receives one line per variant skipped and per pair of identical variants."""
     from tqdm.auto import tqdm
+
+    from madbench.fit import bar_disabled
 
     check_rescorable(overrides)  # once, up front: the same for every run dir
     runs = [r for p in paths for r in find_run_dirs(Path(p))]
     combos = expand(overrides)
-    done, errors, kept = [], [], 0
+    done, errors, said = [], [], []
+    written: dict[Path, list[tuple[Path, list[str]]]] = {}
     tasks = [(r, c) for r in runs for c in combos]
-    for run_dir, combo in tqdm(tasks, desc="re-scoring", unit="variant", disable=not progress or len(tasks) == 1):
+    for run_dir, combo in tqdm(tasks, desc="re-scoring", unit="variant",
+                               disable=True if len(tasks) == 1 else bar_disabled(progress)):
+        shown = " ".join(combo).replace("$\\{", "${").replace("\\}", "}")  # the sweeper's escapes
         try:
             out = rescore(run_dir, combo, parent_cfg=parent_cfg, redo=redo)
         except Exception as e:  # a variant never takes down the others, nor the job that asked for it
-            shown = " ".join(combo).replace("$\\{", "${").replace("\\}", "}")  # the sweeper's escapes
             errors.append(f"{run_dir} [{shown}]: {e if isinstance(e, MadbenchError) else f'{type(e).__name__}: {e}'}")
             log.error("re-scoring failed: %s", errors[-1])
             continue
-        if out is None:
+        if isinstance(out, Skipped):
+            said.append(f"skipped [{shown}]: {out}")
+            log.info("re-scoring %s", said[-1])
             continue
-        if out[1] is None:
-            kept += 1
-        else:
-            done.append(out[0])
-    if kept:
-        log.info("re-scoring: %d variant(s) already done (an ok result for their config_hash) were left as they are",
-                 kept)
+        done.append(out[0])
+        written.setdefault(run_dir, []).append((out[0], combo))
+    for run_dir, variants in written.items():
+        said += warn_identical(run_dir, variants)
+    if notes is not None:
+        notes += said
     return done, errors
 
 
@@ -304,12 +397,24 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> pd.DataFrame:
     """The protocols named by ``overrides`` on the run's own scores; their rows in
     ``results.csv`` are replaced and the rest kept. The protocols run through the job's own
     ``RunResults.evaluate_protocols`` (entity status and its warning, sizes, anomalies.csv
-    with its drivers), so re-evaluating a run with its own config reproduces its rows."""
+    with its drivers), so re-evaluating a run with its own config reproduces its rows.
+    ``config.yaml`` gets the protocols as now evaluated (so an alpha used is on record), and
+    every row the config_hash of that updated config (the old one no longer describes the
+    run dir)."""
+    from madbench.config import config_hash, validate_after_score
+
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.exists():
         raise DataError(f"{cfg_path}: missing; expected a madbench run dir")
-    cfg = apply_overrides(OmegaConf.load(cfg_path), overrides)
+    saved = OmegaConf.load(cfg_path)
+    cfg = apply_overrides(saved, overrides)
+    validate_after_score(cfg)
+    merged = OmegaConf.create(OmegaConf.to_container(saved, resolve=False))
+    with open_dict(merged):
+        for name, node in cfg.protocol.items():
+            merged.protocol[name] = node
+    hash_ = config_hash(merged)
     results = RunResults(cfg, run_dir)
     results.entity_scores = load_scores(run_dir)
     z, _ = _npz(run_dir)
@@ -323,10 +428,11 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> pd.DataFrame:
         base = {k: ident.get(k) for k in tcsv.ID_COLUMNS if k not in r}
         base.update({"status": "ok", "error": ""})
         base.update({k: v for k, v in carried.get(r["entity"], {}).items() if k not in r})
-        rows.append(base | r)
+        rows.append(base | r | {"config_hash": hash_})
     new = tcsv.results_frame(rows)
-    kept = old[~old["protocol"].isin(list(cfg.protocol))] if len(old) else old
+    kept = old[~old["protocol"].isin(list(cfg.protocol))].assign(config_hash=hash_) if len(old) else old
     df = pd.concat([kept, new], ignore_index=True) if len(kept) else new
+    tcsv.atomic_write(cfg_path, lambda p: OmegaConf.save(merged, p, resolve=False))
     if results.anomalies is not None:
         results.write_anomalies()
     tcsv.write_results(run_dir, df.to_dict("records"))
@@ -338,6 +444,9 @@ USAGE = ("usage: madbench-eval RUN_OR_SWEEP_DIR [protocol=...] [protocol.NAME.ke
 
 
 def main(argv: list[str]) -> pd.DataFrame | list[Path]:
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"{USAGE}\n\n{__doc__.split(chr(10), 2)[2]}")
+        return []
     # --redo: re-score variants that already have an ok result too (default: leave them)
     redo = "--redo" in argv
     argv = [a for a in argv if a != "--redo"]
@@ -355,12 +464,14 @@ def main(argv: list[str]) -> pd.DataFrame | list[Path]:
             print_summary(new, run_dir)
             frames.append(new)
         return pd.concat(frames, ignore_index=True)
-    done, errors = rescore_all([path], overrides, redo=redo)
+    notes: list[str] = []
+    done, errors = rescore_all([path], overrides, redo=redo, notes=notes)
     for d in done:
         print(f"re-scored: {d}")
+    for note in notes:
+        print(note, file=sys.stderr)
     if errors:
-        raise DataError(f"{len(errors)} variant(s) failed; first: {errors[0]}")
+        raise DataError(f"{len(errors)} variant(s) not written; first: {errors[0]}")
     if not done:
-        print("nothing to do: every variant equals the run it would re-score or already has an ok result "
-              "(--redo re-scores those)", file=sys.stderr)
+        print("nothing to do: no variant computes anything new", file=sys.stderr)
     return done

@@ -41,12 +41,22 @@ def choices(cfg: DictConfig) -> dict:
     }
 
 
-def build(node, what: str, **kwargs):
+def build(node, what: str, prefix: str | None = None, **kwargs):
     """hydra.utils.instantiate, with the loader's or constructor's own one-line error
     instead of Hydra's wrapped traceback. ``name`` and other plain metadata keys of a
-    group's node are dropped by the caller."""
+    group's node are dropped by the caller. With ``prefix`` (the node's config path, e.g.
+    ``scoring``), a key the target does not take is refused as ``<prefix>.<key>``."""
     from hydra.errors import InstantiationException
+    from hydra.utils import get_object
 
+    if prefix is not None and "_target_" in node:
+        from madbench.config import check_keys
+
+        try:
+            target = get_object(str(node["_target_"]))
+        except Exception as e:
+            raise ConfigError(f"{prefix}._target_={node['_target_']!r}: cannot import it ({e})") from None
+        check_keys(target, {k: v for k, v in dict(node).items() if k not in kwargs}, prefix)
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:
@@ -68,8 +78,14 @@ def instantiate_loggers(cfg: DictConfig) -> list:
     out = []
     for name, node in (cfg.get("logger") or {}).items():
         if node is not None and "_target_" in node:
-            out.append(build(node, f"logger={name}"))
+            out.append(build(node, f"logger={name}", prefix=f"logger.{name}"))
     return out
+
+
+def build_scorer(cfg: DictConfig):
+    """The scoring stage's scorer from ``cfg.scoring`` (unfitted). Its constructor checks
+    its parameters, so building it is also the compose-time check of ``scoring.*``."""
+    return build(node_without(cfg.scoring, "name", "needs_residuals"), f"scoring={cfg.scoring.name}", prefix="scoring")
 
 
 class RunResults:
@@ -140,7 +156,7 @@ class RunResults:
         score stage's SeriesScores (from a trained model, or rebuilt from a run dir's
         scores.npz when re-scoring)."""
         cfg = self.cfg
-        scorer = build(node_without(cfg.scoring, "name", "needs_residuals"), f"scoring={cfg.scoring.name}")
+        scorer = build_scorer(cfg)
         try:
             scorer.fit(tr, sensors=sensors, groups=groups)
             s_tr, s_te = scorer.transform(tr), scorer.transform(te)

@@ -25,6 +25,7 @@ from madbench.data.preprocess import Preprocessor
 from madbench.data.windows import Windows, WindowSpec
 from madbench.detector import Detector
 from madbench.errors import ConfigError, DataError
+from madbench.fit import bar_disabled
 from madbench.results import RunResults, build, node_without, task_wrapper
 from madbench.tracking import csv as tcsv
 
@@ -115,7 +116,8 @@ class Job:
         score_spec = WindowSpec(window=spec.window, stride=1, horizon=spec.horizon, gap=spec.gap)
         trainer = build(cfg.trainer, "trainer")
         groups = _groups(entities, bool(cfg.dataset.get("pooled", False)))
-        bar = tqdm(groups, desc=f"{cfg.dataset.name} entities", unit="model", disable=len(groups) == 1 or not trainer.progress)
+        bar = tqdm(groups, desc=f"{cfg.dataset.name} entities", unit="model",
+                   disable=True if len(groups) == 1 else bar_disabled(trainer.progress))
         for group in bar:
             label = group[0].name if len(group) == 1 else f"pooled[{len(group)}]"
             bar.set_postfix_str(label)
@@ -128,10 +130,12 @@ class Job:
         seed_everything(int(cfg.seed), deterministic=trainer.device.type == "cpu")
         detector = build_detector(cfg, first.n_inputs, first.n_sensors, spec.window)
         inputs, sensors = first.input_idx, first.sensor_idx
+        for e in group:  # before windowing: a series shorter than one window has none
+            for split, n, need in (("train", len(e.train), spec.span + 1), ("test", len(e.test), spec.span)):
+                if n < need:
+                    raise DataError(f"{e.meta.get('source', e.name)}: {split} has {n} rows; expected at least {need} "
+                                    f"for dataset.window={spec.window} (a shorter window, or longer series)")
         train_w = Windows([e.train for e in group], spec, device=trainer.device)
-        for e, n in zip(group, train_w.lengths):
-            if n < spec.span + 1:
-                raise DataError(f"{e.meta.get('source', e.name)}: train has {n} rows; expected more than window+target ({spec.span})")
         t0 = time.perf_counter()
         history = trainer.fit(detector, train_w, inputs, sensors, desc=label, on_epoch=self.results.on_epoch(label))
         fit_s = time.perf_counter() - t0

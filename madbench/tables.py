@@ -54,6 +54,9 @@ def load_results(path: Path) -> pd.DataFrame:
 def per_seed(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Per (by..., seed): tp/fp/fn summed over entities, then P, R, F1, F0.5."""
     ent = df[(df["protocol"] == "m2ad") & (df["entity"] != "ALL") & (df["status"] == "ok")]
+    if ent.empty:
+        raise SystemExit("madbench-tables: error: no ok protocol=m2ad rows in RESULTS; the M2AD tables need runs with "
+                         "scoring=m2ad protocol=[m2ad,...] (e.g. experiment=m2ad_table2 or m2ad_ablation)")
     if "detected_fraction" not in ent:  # results written before the column existed
         ent = ent.assign(detected_fraction=np.nan)
     g = ent.groupby(by + ["seed"]).agg(event_tp=("event_tp", "sum"), event_fp=("event_fp", "sum"),

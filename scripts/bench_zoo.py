@@ -63,6 +63,12 @@ ZOO: dict[str, Entry] = {
     # USAD at DeepOD's L100/h100 (98M parameters): its latent is wider than MSL's 55 columns
     "usad": Entry(("backbone=usad", "backbone.model.wide_latent=true"), reference="bench_zoo_usad:run"),
     "beatgan": Entry(("backbone=beatgan",)),
+    "omnianomaly": Entry(("backbone=omnianomaly",), reference="bench_zoo_omni_timesnet:run_timesead"),
+    "timesnet": Entry(("backbone=timesnet",), reference="bench_zoo_omni_timesnet:run_tslib"),
+    "anomaly_transformer": Entry(("backbone=anomaly_transformer",)),  # the authors' code needs CUDA
+    "thoc": Entry(("backbone=thoc",)),  # no official code
+    "dcdetector": Entry(("backbone=dcdetector",)),  # vs the authors': bench.py dcdetector
+    "deepsvdd": Entry(("backbone=deepsvdd",)),
 }
 
 

@@ -100,9 +100,18 @@ def test_unknown_choice_lists_options():
     ("trainer.precision=fp8", "trainer.precision"),
     ("dataset.anomaly_ratio=150", "dataset.anomaly_ratio"),
     ("trainer.batch_size=0", "trainer.batch_size"),
+    # scoring, protocol and logger parameters are refused at compose time too, never after training
+    ("scoring=m2ad scoring.calibration=gama", "scoring.calibration"),
+    ("scoring=m2ad scoring.n_components=0", "scoring.n_components"),
+    ("scoring=m2ad scoring.alpha=2", "scoring.alpha"),
+    ("protocol.strict.threshold.method=foo", "protocol.strict.threshold.method"),
+    ("protocol=[tslib] protocol.tslib.window=abc", "protocol.tslib.window"),
+    ("protocol=[m2ad] protocol.m2ad.calibration=gamma", "protocol.m2ad.calibration"),
+    ("logger=[csv,wandb] logger.wandb.mode=offlne", "logger.wandb.mode"),
+    ("trainer.num_threads=0", "trainer.num_threads"),
 ])
 def test_bad_values_fail_with_the_field_named(override, field):
-    cfg = compose_cfg([override])
+    cfg = compose_cfg(override.split())
     with pytest.raises(ConfigError) as e:
         validate(cfg)
     msg = str(e.value)
@@ -168,3 +177,16 @@ def test_config_hash_keeps_the_device_type_a_job_trained_on(monkeypatch):
     other = copy.deepcopy(base)
     other.trainer.device = "cpu"
     assert "device_type" not in base and config_hash(other) == config_hash(base)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("+protocol.strict.alhpa=0.1", "protocol.strict.alhpa: unknown key; expected one of window, threshold"),
+    ("+protocol.strict.threshold.quantile=0.9", "protocol.strict.threshold.quantile: unknown key"),
+    ("+scoring.calibration=chi2", "scoring.calibration: unknown key; expected one of (none)"),  # scoring=raw has none
+])
+def test_unknown_scoring_and_protocol_keys_are_refused_naming_them(override, message):
+    """A key a protocol or scorer does not take would be ignored (or change the config_hash
+    and nothing else): refused at compose time with the key named."""
+    with pytest.raises(ConfigError) as e:
+        validate(compose_cfg([override]))
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)

@@ -162,3 +162,90 @@ def test_compile_keeps_the_state_dict_keys_and_the_scores():
     with pytest.raises(ConfigError, match=r"^trainer.compile='nope'; expected true, false or a torch.compile backend"):
         Trainer(device="cpu", compile="nope")
     assert Trainer(device="cpu", compile=True).compile == "inductor" and Trainer(device="cpu").compile is None
+
+# -- trainer.num_threads (issue 16) ----------------------------------------------------------
+@pytest.fixture
+def machine(monkeypatch):
+    """A fake machine: ``cores`` usable cores, no SLURM, no concurrent jobs, unless set."""
+    import os
+
+    from madbench import fit
+
+    def set_(cores, load=0.0, **env):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+        for var in ("SLURM_CPUS_PER_TASK", *fit.CONCURRENCY_VARS):
+            monkeypatch.delenv(var, raising=False)
+        for var, value in env.items():
+            monkeypatch.setenv(var, str(value))
+    return set_
+
+
+def test_auto_threads_divide_the_cores_among_concurrent_jobs(machine):
+    from madbench.fit import AUTO_THREADS_CAP, resolve_num_threads
+
+    machine(2)
+    assert resolve_num_threads("auto")[0] == 2  # one job alone on 2 cores
+    machine(2, MADBENCH_CONCURRENT_JOBS=4)       # a 4-job submitit_local sweep: never 8 threads on 2 cores
+    assert resolve_num_threads("auto")[0] == 1
+    machine(16, MADBENCH_CONCURRENT_JOBS=4)      # joblib n_jobs=4 on 16 cores
+    assert resolve_num_threads("auto")[0] == min(4, AUTO_THREADS_CAP)
+    machine(16, PYTEST_XDIST_WORKER_COUNT=2, MADBENCH_CONCURRENT_JOBS=4)  # 2 workers, each a 4-job sweep
+    assert resolve_num_threads("auto")[0] == 2
+    machine(64, SLURM_CPUS_PER_TASK=8)           # a SLURM task sees the node's cores, may use 8
+    assert resolve_num_threads("auto")[0] == min(8, AUTO_THREADS_CAP)
+    machine(64)                                  # small models: more threads stop paying
+    assert resolve_num_threads("auto")[0] == AUTO_THREADS_CAP
+    machine(2, load=2.5)                         # no idle CPU (other users' jobs): threads would stall
+    assert resolve_num_threads("auto") == (1, "auto: the machine is busy (load average 1.2 per CPU)")
+    machine(16, load=8.0)                        # half the CPUs idle
+    assert resolve_num_threads("auto")[0] == AUTO_THREADS_CAP
+
+
+def test_explicit_threads_win_and_bad_values_are_refused(machine):
+    from madbench.fit import resolve_num_threads
+
+    machine(2, load=9.0, MADBENCH_CONCURRENT_JOBS=4)
+    assert resolve_num_threads(3)[0] == 3
+    for bad in (0, -1, "two", 1.5, True):
+        with pytest.raises(ConfigError, match=r"^trainer\.num_threads=.*expected auto or an integer >= 1$"):
+            resolve_num_threads(bad)
+
+
+def test_trainer_sets_torch_threads_once_and_logs_it(machine, caplog):
+    import logging
+
+    machine(2, MADBENCH_CONCURRENT_JOBS=2)
+    before = torch.get_num_threads()
+    try:
+        tr = Trainer(epochs=1, device="cpu", progress=False, num_threads="auto")
+        det = Detector(Zero(2, 1), ForecastObjective())
+        w = Windows(data(), WindowSpec(window=10, horizon=1))
+        with caplog.at_level(logging.INFO, logger="madbench.fit"):
+            tr.fit(det, w, np.arange(3), np.array([0, 2]))
+            tr.score(det, w, np.arange(3), np.array([0, 2]))
+        assert torch.get_num_threads() == 1
+        lines = [r.getMessage() for r in caplog.records if "CPU thread" in r.getMessage()]
+        assert lines == ["trainer: 1 CPU thread(s) (auto: 2 core(s) / 2 concurrent job(s), at most 4)"]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_progress_bars_stay_off_in_log_files():
+    """Per-batch bars flood SLURM logs and `make run > log`: on a stream that is not a
+    terminal they print nothing; on a terminal they show; progress=false hides them."""
+    import io
+
+    from tqdm.auto import tqdm
+
+    from madbench.fit import bar_disabled
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, progress, shown in ((io.StringIO(), True, False), (Tty(), True, True), (Tty(), False, False)):
+        for _ in tqdm(range(50), file=stream, disable=bar_disabled(progress), mininterval=0):
+            pass
+        assert bool(stream.getvalue()) == shown, (type(stream).__name__, progress)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from madbench import protocols as P
+from madbench.errors import ConfigError, DataError
 
 
 def entity(name, labels, flag_at, T=1000):
@@ -223,3 +224,51 @@ def test_madcluster_labels_a_forecasters_window_by_its_target_step(tmp_path):
     (row, _) = results.evaluate_protocols()
     # window labels [0, 0, 0, 1, 0, 0, 0]: the one window with the error is the one anomalous window
     assert (row["precision"], row["recall"], row["f1"], row["threshold"]) == (1.0, 1.0, 1.0, 9.0)
+
+
+# -- scoring=raw under m2ad: where the p-value comes from (issue 16) -------------------------
+def raw_entity(n_val=412, seed=0):
+    """A raw score (no p-values of its own, as scoring=raw): validation scores from a
+    half-normal null, test scores from the same null plus one burst far above every
+    validation score (an event at 700-720)."""
+    rng = np.random.default_rng(seed)
+    T = 1000
+    y = np.zeros(T, np.int8)
+    y[700:721] = 1
+    score = np.abs(rng.normal(size=T))
+    score[700:721] += 8.0
+    val = np.abs(rng.normal(size=n_val))
+    return P.EntityScores(name="C-1", labels=y, score=score, train_score=val, val_mask=np.ones(n_val, bool),
+                          window_score=np.zeros(0), window_start=np.zeros(0, int), window=10)
+
+
+def test_raw_scores_under_m2ad_are_calibrated_by_a_fitted_tail():
+    """With 412 validation steps the empirical p-value is never below 1/413 = 0.0024 > alpha
+    = 0.001, so nothing could ever be flagged; the POT tail (the default) reaches below it
+    and finds the burst that lies above every validation score."""
+    e = raw_entity()
+    assert (e.score[700:721] > e.train_score.max()).all()
+    (row, total) = P.build("m2ad", {"window": 10}).evaluate([e])
+    assert row["calibration"] == "pot" and row["n_detected"] >= 1 and row["event_tp"] == 1
+    with pytest.raises(DataError) as info:
+        P.build("m2ad", {"window": 10, "calibration": "empirical"}).evaluate([e])
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("entity C-1: protocol.m2ad.calibration=empirical cannot flag anything")
+    assert "1/413 = 0.0024, not below alpha=0.001" in msg and "use protocol.m2ad.calibration=pot" in msg
+    # with enough validation steps (or a larger alpha) the empirical p-value can flag, and it does
+    (row, _) = P.build("m2ad", {"window": 10, "calibration": "empirical", "alpha": 0.01}).evaluate([e])
+    assert row["calibration"] == "empirical" and row["event_tp"] == 1
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("m2ad", {"grouping": "forward"}, "protocol.m2ad.grouping: unknown key; expected one of window, alpha, padding"),
+    ("m2ad", {"calibration": "gamma"}, "protocol.m2ad.calibration='gamma'; expected one of pot, empirical"),
+    ("tslib", {"window": "abc"}, "protocol.tslib.window='abc'; expected an integer >= 1"),
+    ("strict", {"threshold": {"method": "foo"}}, "protocol.strict.threshold.method='foo'; expected one of"),
+    ("strict", {"threshold": {"quantile": 0.9}}, "protocol.strict.threshold.quantile: unknown key"),
+    ("madcluster", {"alpha": 0.1}, "protocol.madcluster.alpha: unknown key; expected one of window"),
+])
+def test_protocol_keys_and_values_are_checked_when_built(name, params, message):
+    with pytest.raises(ConfigError) as info:
+        P.build(name, params)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)

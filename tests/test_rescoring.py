@@ -88,7 +88,8 @@ def test_failed_variant_is_recorded_and_the_others_go_on(m2ad_run):
     assert len(done) == 1 and len(errors) == 1 and "scoring.error='bogus'" in errors[0]
     statuses = {p.name.split("-")[1]: set(pd.read_csv(p / "results.csv").status)
                 for p in (m2ad_run / "rescored").iterdir() if p.name.startswith("error-")}
-    assert statuses["bogus"] == {"failed"} and statuses["area"] == {"ok"}
+    # a refused value writes no variant dir (it is not a failed job); the others go on
+    assert "bogus" not in statuses and statuses["area"] == {"ok"}
 
 
 def test_expand_is_hydras_cartesian_product():
@@ -105,7 +106,15 @@ def test_cli_in_place_protocol_reevaluation_keeps_other_rows(tmp_path):
     p = subprocess.run([str(BIN / "madbench-eval"), str(d), "protocol=[tslib]"], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     after = pd.read_csv(d / "results.csv")
-    assert set(after.protocol) == {"strict", "tslib"} and set(after.config_hash) == set(before.config_hash)
+    assert set(after.protocol) == {"strict", "tslib"}
+    # config.yaml now lists both protocols, and every row carries that config's hash
+    from omegaconf import OmegaConf
+
+    from madbench.config import config_hash
+
+    saved = OmegaConf.load(d / "config.yaml")
+    assert list(saved.protocol) == ["strict", "tslib"]
+    assert set(after.config_hash) == {config_hash(saved)} != set(before.config_hash)
     pd.testing.assert_frame_equal(_metric_rows(after[after.protocol == "strict"]), _metric_rows(before))
     # sizes and timings are the run's, carried over to the new protocol's rows
     tslib = after[(after.protocol == "tslib") & (after.entity != "ALL")].set_index("entity")
@@ -322,3 +331,97 @@ def test_madbench_eval_resumes_and_redo_rescores(m2ad_run, capsys):
     assert E.main([str(m2ad_run), *variant]) == [] and "already has an ok result" in capsys.readouterr().err
     assert E.main([str(m2ad_run), *variant, "--redo"]) == [first[0]]
     assert pd.read_csv(res).run_id.iloc[0] != redone
+
+
+# -- issue 16: unknown keys, in-place records, skipped and identical variants -----------------
+@pytest.fixture
+def own_m2ad_run(m2ad_run, tmp_path):
+    """A copy of the m2ad run without the variants other tests write into it."""
+    import shutil
+
+    d = tmp_path / "run"
+    shutil.copytree(m2ad_run, d, ignore=shutil.ignore_patterns("rescored"))
+    return d
+
+
+def test_unknown_keys_are_refused_and_write_nothing(own_m2ad_run):
+    """`protocol.m2ad.grouping=forward protocol.m2ad.bridge=0,360` used to write two variant
+    dirs with new hashes and identical numbers: neither key exists."""
+    done, errors = E.rescore_all([own_m2ad_run], ["protocol.m2ad.grouping=forward", "protocol.m2ad.bridge=0,360"],
+                                 progress=False)
+    assert done == [] and len(errors) == 2 and not (own_m2ad_run / "rescored").exists()
+    assert all("protocol.m2ad.grouping: unknown key (not in the run's config); protocol.m2ad has alpha, calibration, "
+               "level, padding, window" in e for e in errors)
+    with pytest.raises(ConfigError, match=r"^scoring\.calibraton: unknown key .*scoring has alpha, calibration, covariance_type"):
+        E.rescore(own_m2ad_run, ["scoring.calibraton=chi2"])
+    # a key the run has but the protocol does not take, added with +, is refused by the protocol
+    with pytest.raises(ConfigError, match=r"^protocol\.m2ad\.grouping: unknown key; expected one of window, alpha"):
+        E.rescore(own_m2ad_run, ["+protocol.m2ad.grouping=forward"])
+    with pytest.raises(ConfigError, match=r"^protocol\.m2ad\.grouping: unknown key"):
+        E.reevaluate(own_m2ad_run, ["protocol.m2ad.grouping=forward"])
+    assert not (own_m2ad_run / "rescored").exists()
+
+
+def test_cli_help_and_a_bad_value_in_place_are_one_line(own_m2ad_run):
+    h = subprocess.run([str(BIN / "madbench-eval"), "--help"], capture_output=True, text=True)
+    assert h.returncode == 0 and h.stdout.startswith("usage: madbench-eval") and not h.stderr
+    before = (own_m2ad_run / "results.csv").read_bytes()
+    p = subprocess.run([str(BIN / "madbench-eval"), str(own_m2ad_run), "protocol=[tslib]", "protocol.tslib.window=abc"],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert p.stderr.strip() == "madbench-eval: error: protocol.tslib.window='abc'; expected an integer >= 1"
+    assert (own_m2ad_run / "results.csv").read_bytes() == before
+
+
+def test_in_place_reevaluation_records_what_it_changed(own_m2ad_run):
+    """`protocol=[tslib,m2ad] protocol.m2ad.alpha=0.01` in place used to write no
+    anomalies.csv and leave config.yaml listing the old protocols: the alpha used was
+    recorded nowhere."""
+    from omegaconf import OmegaConf
+
+    from madbench.config import config_hash
+
+    d = own_m2ad_run
+    (d / "anomalies.csv").unlink()
+    new = E.reevaluate(d, ["protocol=[tslib,m2ad]", "protocol.m2ad.alpha=0.01"])
+    saved = OmegaConf.load(d / "config.yaml")
+    assert list(saved.protocol) == ["strict", "m2ad", "tslib"] and saved.protocol.m2ad.alpha == 0.01
+    after = pd.read_csv(d / "results.csv")
+    assert set(after.protocol) == {"strict", "m2ad", "tslib"} and set(after.config_hash) == {config_hash(saved)}
+    m2ad = new[(new.protocol == "m2ad") & (new.entity != "ALL")]
+    anomalies = pd.read_csv(d / "anomalies.csv")
+    assert len(anomalies) == m2ad.n_detected.sum() > 0 and set(m2ad.threshold) == {0.01}
+
+
+def test_skipped_variants_are_said_and_no_hash_gets_two_dirs(tmp_path):
+    """`scoring=raw,m2ad` on a raw run used to skip raw silently and write `scoring-m2ad-...`
+    beside an earlier `...calibration-gamma-...` with the same config_hash."""
+    d = tmp_path / "raw"
+    run.main(compose_cfg(["trainer.epochs=1", "dataset.n_systems=1"]), d)
+    notes = []
+    done, errors = E.rescore_all([d], ["scoring=m2ad", "scoring.calibration=gamma,chi2"], progress=False, notes=notes)
+    assert len(done) == 2 and not errors and not notes
+    done, errors = E.rescore_all([d], ["scoring=raw,m2ad"], progress=False, notes=notes)
+    assert done == [] and not errors
+    assert notes[0] == f"skipped [scoring=raw]: equals the run itself ({d})"
+    assert notes[1].startswith("skipped [scoring=m2ad]: already has an ok result in ") and "calibration-gamma" in notes[1]
+    # --redo re-scores it in the dir that holds its hash, not in a new scoring-m2ad-... one
+    done, errors = E.rescore_all([d], ["scoring=m2ad"], progress=False, redo=True)
+    assert len(done) == 1 and "calibration-gamma" in done[0].name
+    hashes = [pd.read_csv(p / "results.csv").config_hash.iloc[0] for p in (d / "rescored").iterdir()]
+    assert len(hashes) == len(set(hashes)) == 2
+
+
+def test_variants_that_give_the_same_scores_are_warned_about(own_m2ad_run):
+    """With one component the GMM is the normal fit: `scoring.distribution=gmm,normal` gives
+    identical arms (the README's example used to). Said, not left to be found in a table."""
+    notes = []
+    done, errors = E.rescore_all([own_m2ad_run], ["scoring.distribution=gmm,normal"], progress=False, notes=notes)
+    assert len(done) == 1 and not errors
+    assert notes[0].startswith("skipped [scoring.distribution=gmm]: equals the run itself")
+    assert notes[1] == (f"{done[0]}: [scoring.distribution=normal] gives the same scores as the run itself; the "
+                        "overrides that tell them apart change nothing for this run")
+    # a real difference (the README's example now): 3 components, and nothing is said
+    notes = []
+    done, errors = E.rescore_all([own_m2ad_run], ["scoring.n_components=1,3"], progress=False, notes=notes)
+    assert len(done) == 1 and not errors and not [n for n in notes if "same scores" in n]

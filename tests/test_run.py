@@ -196,3 +196,51 @@ def test_dataset_shard_splits_entities_and_refuses_bad_values():
     for bad in ("2/2", "x", "5/9"):
         with pytest.raises(CE, match="dataset.shard"):
             names(bad)
+
+
+# -- what a new user hits in the first hour (issue 16) ----------------------------------------
+def test_a_refused_config_is_one_line_before_training_and_leaves_nothing_to_collect(tmp_path):
+    """A bad scoring value used to fail after training ("1 epochs in 0 s" in the log) and
+    leave a failed results.csv that madbench-collect counted. Refused up front, it is not a
+    failed job."""
+    from madbench.tracking.collect import collect
+
+    env = os.environ | {"WANDB_MODE": "offline"}
+    p = subprocess.run([str(BIN / "madbench"), *TINY_CLI, "scoring=m2ad", "scoring.calibration=gama",
+                        f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1] == ("madbench: error: scoring.calibration='gama'; expected one of gamma, "
+                                                 "chi2, std4")
+    assert "epochs in" not in p.stdout + p.stderr  # nothing was trained
+    assert not (tmp_path / "run" / "results.csv").exists() and not (tmp_path / "run" / "config.yaml").exists()
+    df, _ = collect(tmp_path)
+    assert len(df) == 0
+
+
+def test_a_series_shorter_than_the_window_is_one_line(tmp_path):
+    """Synthetic data shorter than a window used to raise RuntimeError from unfold."""
+    from madbench.errors import DataError
+
+    cfg = compose_cfg(["dataset.n_systems=1", "dataset.train_len=20", "dataset.window=30", "trainer.epochs=1"])
+    with pytest.raises(DataError) as info:
+        run.main(cfg, tmp_path)
+    assert str(info.value) == ("synthetic:sys0: train has 20 rows; expected at least 32 for dataset.window=30 "
+                               "(a shorter window, or longer series)")
+    assert (pd.read_csv(tmp_path / "results.csv").status == "failed").all()  # a job's failure is still a row
+    cfg = compose_cfg(["dataset.n_systems=1", "dataset.test_len=25", "dataset.window=30", "trainer.epochs=1"])
+    with pytest.raises(DataError, match=r"^synthetic:sys0: test has 25 rows; expected at least 31 for dataset.window=30"):
+        run.main(cfg, tmp_path / "test")
+
+
+def test_a_skipped_job_points_at_the_results_it_reuses(tmp_path):
+    """skip_done used to print `results: <own dir>/results.csv`, a file that does not exist."""
+    tiny = [*TINY_CLI, "logger.csv.plots=false", "skip_done=true", f"paths.output_dir={tmp_path}"]
+    first = tmp_path / "runs" / "first"
+    run.main(compose_cfg(tiny, tiny=False), first)
+    env = os.environ | {"WANDB_MODE": "offline"}
+    p = subprocess.run([str(BIN / "madbench"), *tiny, f"hydra.run.dir={tmp_path / 'runs' / 'second'}"],
+                       capture_output=True, text=True, cwd=ROOT, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    line = next(ln for ln in p.stdout.splitlines() if "results:" in ln)
+    assert f"results: {first.resolve()}/results.csv (skip_done: this config was already run there)" in line
+    assert (first / "results.csv").exists() and not (tmp_path / "runs" / "second" / "results.csv").exists()

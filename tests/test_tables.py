@@ -231,3 +231,12 @@ def test_paired_cli_writes_the_table(tmp_path):
     assert t.loc["deepsvdd", "mean_gain"] == pytest.approx(0.1) and t.loc["lstm", "verdict"] == "CI covers 0"
     # mean ranks over the two backbones: madcluster wins deepsvdd, ties lstm → 1.25 vs 1.75
     assert "none 1.75, madcluster 1.25" in p.stdout and (tmp_path / "out" / "paired_cd.png").stat().st_size > 1000
+
+
+def test_m2ad_tables_say_what_they_need():
+    """A sweep without m2ad rows used to end in `AttributeError ... 'ours_f1'`."""
+    df = results_frame(rows("msl", "m2ad_table2-msl", COUNTS))
+    for table in (T.m2ad_table2, T.m2ad_ablation):
+        with pytest.raises(SystemExit, match=r"no ok protocol=m2ad rows in RESULTS; the M2AD tables need runs with "
+                                             r"scoring=m2ad protocol=\[m2ad,\.\.\.\]"):
+            table(df[df.protocol != "m2ad"])

@@ -1,11 +1,13 @@
 """``madbench-data``: check a dataset on disk, prepare a raw download, write synthetic data.
 
-    madbench-data check   --dataset msl --root datasets/NASA [--window 100]
-    madbench-data prepare --dataset smd --raw ~/Downloads/OmniAnomaly --out datasets/SMD
+    madbench-data check   --dataset msl --root datasets [--window 100]
+    madbench-data prepare --dataset smd --raw ~/Downloads/OmniAnomaly --out datasets [--entities machine-1-1]
     madbench-data synth   --out datasets/multisystem [--seed 0 --systems 4 ...]
 
-``--root`` may be the dataset's own folder (``datasets/NASA``) or the data dir above it
-(``datasets``). Problems are reported as one line on stderr with exit status 1.
+``--root`` and ``--out`` may be the data dir (``datasets``, what ``paths.data_dir`` points
+at) or the dataset's own folder in it (``datasets/NASA``); ``prepare`` writes into
+``<out>/<folder>`` unless ``--out`` already ends in the folder's name. Problems are
+reported as one line on stderr with exit status 1.
 """
 
 from __future__ import annotations
@@ -61,12 +63,25 @@ def _loader(spec: DatasetSpec) -> Callable[..., list[Entity]]:
 
 
 def resolve_root(dataset: str, root: str | Path) -> Path:
-    """``root`` itself if it holds the layout, else ``root/<folder>`` if that does."""
+    """``root`` itself if it holds the layout, else ``root/<folder>`` if that does; if
+    neither does, a DataError that names both places."""
     spec = DATASETS[dataset]
     root = Path(root)
-    if not (root / spec.marker).exists() and (root / spec.folder / spec.marker).exists():
+    if (root / spec.marker).exists():
+        return root
+    if (root / spec.folder / spec.marker).exists():
         return root / spec.folder
-    return root
+    raise DataError(f"{root}: no {dataset} layout: neither {root / spec.marker} nor {root / spec.folder / spec.marker} "
+                    f"exists; expected the data dir holding {spec.folder}/ (datasets/README.md), or {spec.folder}/ "
+                    "itself")
+
+
+def dataset_folder(dataset: str, out: str | Path) -> Path:
+    """Where ``prepare`` writes: ``out`` when it already ends in the dataset's folder name
+    (``datasets/NASA``), else ``out/<folder>`` (``datasets`` → ``datasets/NASA``), so that
+    ``paths.data_dir`` is the data dir either way."""
+    out = Path(out)
+    return out if out.name == DATASETS[dataset].folder else out / DATASETS[dataset].folder
 
 
 def load_dataset(
@@ -92,9 +107,10 @@ def _fmt_names(names: list[str], limit: int = 3) -> str:
 
 
 def render_table(dataset: str, entities: Sequence[Entity], console=None) -> list[dict]:
-    """Print one row per entity. Constant sensors are listed by name: a sensor that never
-    moves in train gets no scale from the scaler and is worth a look; constant covariates
-    (NASA's unused command columns) are only counted."""
+    """Print one row per entity. Constant sensors are counted (``constant/all``) and, when
+    an entity has several sensors, named: a sensor that never moves in train gets no scale
+    from the scaler and is worth a look. Constant covariates (NASA's unused command
+    columns) are only counted."""
     from rich.console import Console
     from rich.table import Table
 
@@ -131,7 +147,7 @@ def render_table(dataset: str, entities: Sequence[Entity], console=None) -> list
             str(r["events"]),
             nan_train,
             f"{r['test_nan']}/{r['test_inf']}",
-            _fmt_names(const_s),
+            f"{len(const_s)}/{len(e.sensors)}" + (f": {_fmt_names(const_s)}" if const_s and len(e.sensors) > 1 else ""),
             f"{len(const_c)}/{len(e.covariates)}" if e.covariates else "-",
         )
     console.print(table)
@@ -182,20 +198,39 @@ def _find(raw: Path, pattern: str, what: str, is_dir: bool = False) -> Path:
     return min(hits, key=lambda p: (len(p.parts), str(p)))
 
 
-def _copy_dir(src: Path, dst: Path, patterns: Sequence[str], symlink: bool) -> int:
-    n = 0
-    for f in sorted(src.iterdir()):
-        if f.is_file() and any(f.match(p) for p in patterns):
-            _place(f, dst / f.name, symlink)
-            n += 1
-    if n == 0:
+def _stem(f: Path) -> str:
+    """An entity's name from its file: ``machine-1-1.txt.gz`` → ``machine-1-1``."""
+    return f.name.split(".")[0]
+
+
+def _copy_dir(src: Path, dst: Path, patterns: Sequence[str], symlink: bool, entities=None) -> int:
+    """Copy the files of ``src`` that match ``patterns`` (only those of ``entities`` when
+    given; every one asked for must be there)."""
+    files = [f for f in sorted(src.iterdir()) if f.is_file() and any(f.match(p) for p in patterns)]
+    if entities is not None:
+        missing = sorted(set(entities) - {_stem(f) for f in files})
+        if missing:
+            raise DataError(f"{src}: no file for --entities {', '.join(missing)}; "
+                            f"it has {_fmt_names(sorted(_stem(f) for f in files), 5)}")
+        files = [f for f in files if _stem(f) in entities]
+    for f in files:
+        _place(f, dst / f.name, symlink)
+    if not files:
         raise DataError(f"{src}: no {' or '.join(patterns)} files; expected the dataset's files here")
-    return n
+    return len(files)
 
 
-def prepare(dataset: str, raw: str | Path, out: str | Path, symlink: bool = False) -> Path:
-    """Copy (or symlink) a raw download into the layout the loader reads; never downloads."""
-    raw, out = Path(raw), Path(out)
+def prepare(dataset: str, raw: str | Path, out: str | Path, symlink: bool = False, entities="all") -> Path:
+    """Copy (or symlink) a raw download into the layout the loader reads, in
+    ``dataset_folder(dataset, out)``; never downloads. ``entities`` (a list of names, or
+    ``all``) limits the per-entity files copied (NASA channels, SMD machines)."""
+    raw = Path(raw)
+    if dataset not in DATASETS:
+        raise DataError(f"--dataset {dataset!r}; expected one of {sorted(DATASETS)}")
+    out = dataset_folder(dataset, out)
+    if entities != "all" and dataset not in ("msl", "smap", "smd"):
+        raise DataError(f"--entities: {dataset} is prepared as a whole; expected 'all'")
+    ents = None if entities == "all" else set(entities)
     if not raw.is_dir():
         raise DataError(f"{raw}: directory not found; expected the unpacked raw download")
     if dataset in ("msl", "smap"):
@@ -205,17 +240,17 @@ def prepare(dataset: str, raw: str | Path, out: str | Path, symlink: bool = Fals
         if not test.is_dir():
             raise DataError(f"{test}: directory not found; expected telemanom's data/test/*.npy next to {train}")
         _place(csv, out / "labeled_anomalies.csv", symlink)
-        _copy_dir(train, out / "train", ["*.npy"], symlink)
-        _copy_dir(test, out / "test", ["*.npy"], symlink)
+        _copy_dir(train, out / "train", ["*.npy"], symlink, ents)
+        _copy_dir(test, out / "test", ["*.npy"], symlink, ents)
     elif dataset == "smd":
         base = _find(raw, "test_label", "OmniAnomaly's ServerMachineDataset/test_label", is_dir=True).parent
         pats = ["machine-*.txt", "machine-*.txt.gz"]
         for sub in ("train", "test", "test_label"):
             if not (base / sub).is_dir():
                 raise DataError(f"{base / sub}: directory not found; expected OmniAnomaly's {sub}/machine-X-Y.txt")
-            _copy_dir(base / sub, out / sub, pats, symlink)
+            _copy_dir(base / sub, out / sub, pats, symlink, ents)
         if (base / "interpretation_label").is_dir():
-            _copy_dir(base / "interpretation_label", out / "interpretation_label", pats, symlink)
+            _copy_dir(base / "interpretation_label", out / "interpretation_label", pats, symlink, ents)
     elif dataset == "psm":
         base = _find(raw, "test_label.csv", "PSM's train.csv, test.csv, test_label.csv").parent
         for name in ("train.csv", "test.csv", "test_label.csv"):
@@ -242,8 +277,8 @@ def prepare(dataset: str, raw: str | Path, out: str | Path, symlink: bool = Fals
 
 
 def cmd_prepare(args) -> int:
-    out = prepare(args.dataset, args.raw, args.out, args.symlink)
-    print(f"prepared {args.dataset} in {out}", file=sys.stderr)
+    out = prepare(args.dataset, args.raw, args.out, args.symlink, _entities_arg(args.entities))
+    print(f"prepared {args.dataset} in {out} (train with paths.data_dir={out.parent})", file=sys.stderr)
     args.root = out
     return cmd_check(args)
 
@@ -286,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prepare", help="copy a raw download into the expected layout, then check it")
     pr.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     pr.add_argument("--raw", required=True, help="the unpacked download")
-    pr.add_argument("--out", required=True, help="the dataset folder to create, e.g. datasets/NASA")
+    pr.add_argument("--out", required=True,
+                    help="the data dir (paths.data_dir, e.g. datasets: writes datasets/NASA) or the dataset folder")
     pr.add_argument("--symlink", action="store_true", help="symlink the files instead of copying them")
     common(pr)
     pr.set_defaults(func=cmd_prepare)

@@ -85,8 +85,12 @@ class Windows:
         self.starts = np.concatenate(starts)
         self.series_id = np.concatenate(sid)
         self.local_start = np.concatenate(local)
-        # [T_total - L + 1, D, L] view over the base tensor
-        self._view = self.base.unfold(0, spec.window, 1)
+        # [T_total - L + 1, D, L] view over the base tensor (empty when every series is
+        # shorter than a window: unfold itself would raise)
+        if len(self.base) >= spec.window:
+            self._view = self.base.unfold(0, spec.window, 1)
+        else:
+            self._view = self.base.new_empty((0, self.base.shape[1], spec.window))
 
     def __len__(self) -> int:
         return len(self.starts)

@@ -6,11 +6,18 @@ for calibrated scorers, ``p`` [T] (a p-value per step) and ``sensor_p`` [T, S].
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from madbench.errors import ConfigError
 from madbench.scoring.base import SeriesScores
+
+
+def _choice(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"scoring.{key}={value!r}; expected one of {', '.join(allowed)}")
 
 
 @dataclass
@@ -53,8 +60,27 @@ class M2ADScoring:
                  covariance_type: str = "spherical", two_sided: bool | None = None, calibration: str = "gamma",
                  alpha: float = 0.001, weights: dict | None = None, reference_quirks: bool = False,
                  com: float = 10.0, area_window: int = 10, dx: float = 100.0, random_state: int | None = 0):
-        if error not in ("point", "area"):
-            raise ValueError(f"scoring.error={error!r}; expected point or area")
+        from madbench.scoring.m2ad import CALIBRATIONS, COVARIANCE_TYPES, DISTRIBUTIONS
+
+        _choice("error", error, ("point", "area"))
+        _choice("distribution", distribution, DISTRIBUTIONS)
+        _choice("covariance_type", covariance_type, COVARIANCE_TYPES)
+        _choice("calibration", calibration, CALIBRATIONS)
+        if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
+            raise ConfigError(f"scoring.n_components={n_components!r}; expected an integer >= 1")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
+            raise ConfigError(f"scoring.alpha={alpha!r}; expected a ratio in (0, 1)")
+        for key, value in (("two_sided", two_sided), ("reference_quirks", reference_quirks)):
+            if value is not None and not isinstance(value, bool):
+                raise ConfigError(f"scoring.{key}={value!r}; expected true or false"
+                                  + (" or null" if key == "two_sided" else ""))
+        for key, value in (("com", com), ("dx", dx)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"scoring.{key}={value!r}; expected a number > 0")
+        if isinstance(area_window, bool) or not isinstance(area_window, int) or area_window < 1:
+            raise ConfigError(f"scoring.area_window={area_window!r}; expected an integer >= 1")
+        if weights is not None and not isinstance(weights, Mapping):
+            raise ConfigError(f"scoring.weights={weights!r}; expected null or {{group: {{weight: w, sensors: [...]}}}}")
         self.error = error
         self.distribution = distribution
         self.n_components = n_components

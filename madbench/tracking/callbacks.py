@@ -8,6 +8,7 @@ launching process also prints the tally whenever it changes while the sweep runs
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -56,6 +57,46 @@ def _check_sweeper(config: DictConfig) -> None:
                           f"{OBJECTIVES[metric]}")
 
 
+def sweep_size(config: DictConfig) -> int:
+    """How many jobs the sweep's command line asks for (Hydra's cartesian product); an
+    Optuna search: its trials."""
+    sweeper = OmegaConf.select(config, "hydra.sweeper", default=None) or {}
+    if "optuna" in str(sweeper.get("_target_", "")):
+        return int(sweeper.get("n_trials") or 1)
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    task = list(OmegaConf.select(config, "hydra.overrides.task", default=None) or [])
+    try:
+        parsed = OverridesParser.create().parse_overrides(task)
+        return max(1, sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None)))
+    except Exception:  # the sweeper reports a bad override itself
+        return 1
+
+
+def concurrent_jobs(config: DictConfig) -> int | None:
+    """How many of the sweep's jobs run at once on this machine (what
+    ``trainer.num_threads=auto`` divides the cores by): joblib's workers, every job of a
+    ``submitit_local`` sweep, at most the sweep's size and an Optuna search's ``n_jobs``.
+    None for launchers whose jobs run one at a time here (basic) or elsewhere (SLURM: each
+    job has its own ``cpus_per_task``)."""
+    launcher = OmegaConf.select(config, "hydra.launcher", default=None) or {}
+    target = str(launcher.get("_target_", ""))
+    size = sweep_size(config)
+    if "joblib" in target.lower():
+        from joblib import effective_n_jobs
+
+        parallel = effective_n_jobs(int(launcher.get("n_jobs") or 1))
+    elif target.endswith("LocalLauncher"):
+        parallel = size
+    else:
+        return None
+    sweeper = OmegaConf.select(config, "hydra.sweeper", default=None) or {}
+    if "optuna" in str(sweeper.get("_target_", "")):
+        parallel = min(parallel, int(sweeper.get("n_jobs") or 1))
+    return max(1, min(parallel, size))
+
+
 def job_state(run_dir: Path) -> str:
     """ok | skipped | failed | running (started, no results yet) | none."""
     run_dir = Path(run_dir)
@@ -100,15 +141,23 @@ class SweepReport(Callback):
         self.poll_s = float(poll_s)
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
+        self._env: tuple[str, str | None] | None = None
 
     def __getstate__(self):  # pickled into submitit jobs: the poller stays here
-        return {"poll_s": self.poll_s, "_stop": None, "_thread": None}
+        return {"poll_s": self.poll_s, "_stop": None, "_thread": None, "_env": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         try:
             _check_sweeper(config)
         except ConfigError as e:  # before any job starts; one line, no traceback
             raise SystemExit(f"madbench: error: {e}") from None
+        # the jobs' processes inherit it: trainer.num_threads=auto shares the cores among them
+        jobs = concurrent_jobs(config)
+        if jobs is not None:
+            from madbench.fit import CONCURRENCY_VARS
+
+            self._env = (CONCURRENCY_VARS[0], os.environ.get(CONCURRENCY_VARS[0]))
+            os.environ[CONCURRENCY_VARS[0]] = str(jobs)
         launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
         if "submitit" in launcher and self.poll_s > 0:
             self._stop = threading.Event()
@@ -134,6 +183,13 @@ class SweepReport(Callback):
     def on_multirun_end(self, config, **kwargs) -> None:
         from madbench.tracking.collect import collect
 
+        if self._env is not None:  # this process may launch again (tests, notebooks)
+            var, before = self._env
+            if before is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = before
+            self._env = None
         if self._stop is not None:
             self._stop.set()
             self._thread.join(timeout=5)

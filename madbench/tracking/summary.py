@@ -19,7 +19,9 @@ def _fmt(v) -> str:
     return "—" if math.isnan(f) else (f"{f:.3f}" if abs(f) < 1e4 else f"{f:.3g}")
 
 
-def print_summary(df: pd.DataFrame, run_dir=None, console: Console | None = None) -> None:
+def print_summary(df: pd.DataFrame, run_dir=None, console: Console | None = None, note: str | None = None) -> None:
+    """The ALL rows as a table, then the run dir whose ``results.csv`` holds them (with
+    ``note`` when that is not the job's own dir, e.g. a job skip_done skipped)."""
     # wide enough for every column when the output is a file or a CI log
     console = console or Console(stderr=False, width=None if sys.stdout.isatty() else 160)
     first = df.iloc[0]
@@ -39,4 +41,4 @@ def print_summary(df: pd.DataFrame, run_dir=None, console: Console | None = None
     console.print(t)
     n = int((df["entity"] != "ALL").sum() / max(df["protocol"].nunique(), 1))
     if run_dir is not None:
-        console.print(f"{n} entities · results: {run_dir}/results.csv")
+        console.print(f"{n} entities · results: {run_dir}/results.csv" + (f" ({note})" if note else ""))

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from madbench.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -59,8 +61,13 @@ def _choice_tags(choices: dict) -> list[str]:
 
 
 class WandbLogger:
+    MODES = ("online", "offline", "disabled")
+
     def __init__(self, project: str = "madbench", entity: str | None = None, mode: str | None = None,
                  group: str | None = None, job_type: str | None = None, tags=()):
+        if mode is not None and mode not in self.MODES:
+            raise ConfigError(f"logger.wandb.mode={mode!r}; expected null (offline unless logged in) or one of "
+                              f"{', '.join(self.MODES)}")
         self.project, self.entity, self.mode = project, entity, mode
         self.group, self.job_type, self.tags = group, job_type, list(tags or [])
         self.run = None

@@ -104,12 +104,12 @@ def test_prepare_smd_symlink(capsys, tmp_path):
 def test_prepare_psm_and_merged(capsys, tmp_path):
     write_psm(tmp_path / "raw" / "PSM")
     rc, _, _ = _run(capsys, "prepare", "--dataset", "psm", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "P"))
-    assert rc == 0 and (tmp_path / "P" / "test_label.csv").is_file()
+    assert rc == 0 and (tmp_path / "P" / "PSM" / "test_label.csv").is_file()  # --out is the data dir
     write_merged(tmp_path / "raw2" / "dataset" / "SMAP", "SMAP", 25)
     rc, _, _ = _run(
         capsys, "prepare", "--dataset", "smap_merged", "--raw", str(tmp_path / "raw2"), "--out", str(tmp_path / "S")
     )
-    assert rc == 0 and (tmp_path / "S" / "SMAP_test_label.npy").is_file()
+    assert rc == 0 and (tmp_path / "S" / "SMAP" / "SMAP_test_label.npy").is_file()
 
 
 def test_prepare_missing_pieces(capsys, tmp_path):
@@ -206,3 +206,55 @@ def test_console_script_is_declared():
 
     eps = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert eps.get("madbench-data") == "madbench.data.check:main"
+
+
+# -- issue 16: --out as the README gives it, --entities, the data dir, constant sensors --------
+def test_prepare_out_is_the_data_dir_training_reads(capsys, tmp_path):
+    """README.md said `--out datasets`, datasets/README.md `--out datasets/NASA`: following the
+    first, training with paths.data_dir=datasets failed on labeled_anomalies.csv. Both work."""
+    from madbench import run
+    from tests.conftest import compose_cfg
+
+    write_nasa(tmp_path / "raw" / "data")
+    data = tmp_path / "datasets"
+    rc, _, err = _run(capsys, "prepare", "--dataset", "msl", "--raw", str(tmp_path / "raw"), "--out", str(data))
+    assert rc == 0 and (data / "NASA" / "labeled_anomalies.csv").is_file()
+    assert f"prepared msl in {data / 'NASA'} (train with paths.data_dir={data})" in err
+    cfg = compose_cfg(["dataset=msl", "dataset.entities=[C-1]", f"paths.data_dir={data}"], tiny=False)
+    (entity,) = run.load_entities(cfg)
+    assert entity.name == "C-1"
+    # the dataset's own folder as --out: the same place
+    rc, _, _ = _run(capsys, "prepare", "--dataset", "msl", "--raw", str(tmp_path / "raw"), "--out", str(data / "NASA"))
+    assert rc == 0 and not (data / "NASA" / "NASA").exists()
+
+
+def test_prepare_links_only_the_entities_asked_for(capsys, tmp_path):
+    write_smd(tmp_path / "raw" / "ServerMachineDataset")
+    rc, out, _ = _run(capsys, "prepare", "--dataset", "smd", "--raw", str(tmp_path / "raw"), "--out",
+                      str(tmp_path / "d"), "--entities", "machine-1-2", "--symlink")
+    assert rc == 0 and "smd: 1 entities" in out
+    for sub in ("train", "test", "test_label", "interpretation_label"):
+        assert sorted(p.name for p in (tmp_path / "d" / "SMD" / sub).iterdir()) == ["machine-1-2.txt"], sub
+    rc, _, err = _run(capsys, "prepare", "--dataset", "smd", "--raw", str(tmp_path / "raw"), "--out",
+                      str(tmp_path / "e"), "--entities", "machine-9-9")
+    assert rc == 1 and "no file for --entities machine-9-9" in err and len(err.strip().splitlines()) == 1
+
+
+def test_check_names_the_dataset_folder_under_the_data_dir(capsys, tmp_path):
+    """`check --dataset psm --root datasets` named datasets/train.csv, not datasets/PSM/..."""
+    (tmp_path / "datasets").mkdir()
+    rc, _, err = _run(capsys, "check", "--dataset", "psm", "--root", str(tmp_path / "datasets"))
+    d = tmp_path / "datasets"
+    assert rc == 1 and len(err.strip().splitlines()) == 1
+    assert f"neither {d / 'test_label.csv'} nor {d / 'PSM' / 'test_label.csv'} exists" in err
+
+
+def test_const_sensors_are_counted_not_named_value(capsys, data_dir):
+    """A NASA channel's one sensor is called `value`: the column used to print just that."""
+    path = data_dir / "NASA" / "train" / "C-1.npy"
+    x = np.load(path)
+    x[:, 0] = 0.5
+    np.save(path, x)
+    rc, out, _ = _run(capsys, "check", "--dataset", "msl", "--root", str(data_dir))
+    row = next(ln for ln in out.splitlines() if "C-1" in ln)
+    assert rc == 0 and " 1/1 " in row and "value" not in row

@@ -1,9 +1,12 @@
-"""Thresholds that never look at test labels, on hand-computed numbers."""
+"""Thresholds that never look at test labels, on hand-computed numbers; peaks over
+threshold (POT, Siffer et al. KDD 2017) against a known generalized Pareto tail."""
 import numpy as np
 import pytest
+from scipy import stats
 
-from madbench.errors import ConfigError
-from madbench.scoring.thresholds import empirical_pvalues, percentile_threshold, validation_threshold
+from madbench.errors import ConfigError, DataError
+from madbench.scoring.thresholds import (PeaksOverThreshold, empirical_pvalues, percentile_threshold,
+                                         validation_threshold)
 
 
 def test_validation_threshold_quantile_and_max_by_hand():
@@ -45,3 +48,62 @@ def test_empirical_pvalues_by_hand():
     # (1 + #{ref >= s}) / (1 + 4): 0.5 → 5/5; 2 → (1+3)/5 (ties count); 2.5 → 2/5; 3 → 2/5; 9 → 1/5
     np.testing.assert_allclose(p[:5], [1.0, 0.8, 0.4, 0.4, 0.2])
     assert np.isnan(p[5])
+
+
+# -- POT -----------------------------------------------------------------------------------
+def pareto_tail_sample(n=20000, seed=0, shape=0.2, scale=1.0):
+    """Scores whose tail above 0 is an exact GPD(shape, scale): P(S > s) = genpareto.sf(s)."""
+    return stats.genpareto.rvs(shape, scale=scale, size=n, random_state=seed)
+
+
+@pytest.mark.parametrize("shape", [0.2, 0.0, -0.2])
+def test_pot_recovers_a_known_pareto_quantile(shape):
+    """Over 8 samples of 20 000 scores, the 1e-4 quantile (2 scores of a sample exceed it)
+    from the tail fitted above the 0.98 quantile: the median estimate within 5 % of the
+    true quantile, each within 20 %, and the p-value at the truth ~ 1e-4."""
+    risk = 1e-4
+    truth = stats.genpareto.isf(risk, shape)
+    est, shapes, p_at_truth = [], [], []
+    for seed in range(8):
+        x = pareto_tail_sample(seed=seed, shape=shape)
+        pot = PeaksOverThreshold(level=0.98).fit(x)
+        est.append(pot.threshold(risk))
+        shapes.append(pot.shape_)
+        p_at_truth.append(pot.pvalues(np.array([truth]))[0])
+        # strict's pot threshold is the same quantile, q = 1 - risk
+        assert validation_threshold(x, method="pot", q=1 - risk, level=0.98) == pytest.approx(est[-1])
+    rel = np.array(est) / truth - 1
+    assert abs(np.median(rel)) < 0.05 and np.abs(rel).max() < 0.2, rel
+    assert np.median(shapes) == pytest.approx(shape, abs=0.03)
+    assert np.median(p_at_truth) == pytest.approx(risk, rel=0.3)
+
+
+def test_pot_by_the_formula_on_its_own_fit():
+    """Siffer's z_q = u + sigma/gamma ((q n / N_t)^-gamma - 1), transcribed."""
+    x = pareto_tail_sample(n=5000, seed=3)
+    pot = PeaksOverThreshold(level=0.95).fit(x)
+    u = np.quantile(x, 0.95)
+    excess = x[x > u] - u
+    gamma, _, sigma = stats.genpareto.fit(excess, floc=0)
+    q, n, n_t = 1e-4, len(x), len(excess)
+    assert pot.u_ == u and pot.n_u_ == n_t
+    assert pot.threshold(q) == pytest.approx(u + sigma / gamma * ((q * n / n_t) ** -gamma - 1), rel=1e-9)
+    # below u the p-value is the empirical one; NaN stays NaN
+    p = pot.pvalues(np.array([np.median(x), np.nan]))
+    assert p[0] == pytest.approx(empirical_pvalues(x, [np.median(x)])[0]) and np.isnan(p[1])
+
+
+def test_pot_on_a_short_split_starts_the_tail_at_the_11th_largest_score():
+    x = pareto_tail_sample(n=412, seed=1)  # MSL C-1's validation length: 8 scores above the 0.98 quantile
+    pot = PeaksOverThreshold(level=0.98).fit(x)
+    assert pot.n_u_ == 10 and pot.u_ == np.sort(x)[-11]
+    assert pot.pvalues(np.array([x.max() * 3]))[0] < 1 / 413  # below the empirical floor
+
+
+def test_pot_refuses_a_tail_it_cannot_fit():
+    with pytest.raises(DataError, match="a fitted tail needs at least 10"):
+        PeaksOverThreshold().fit(np.arange(15.0))
+    with pytest.raises(DataError, match="a fitted tail needs at least 10"):
+        PeaksOverThreshold().fit(np.r_[np.zeros(900), np.ones(100)])  # one distinct high score
+    with pytest.raises(ConfigError, match=r"^protocol\.strict\.threshold\.method='foo'; expected one of quantile, max, pot$"):
+        validation_threshold(np.arange(100.0), method="foo")

@@ -80,3 +80,26 @@ def test_bad_searches_stop_before_any_job(tmp_path, conf, match):
     with pytest.raises(SystemExit, match=match) as e:
         SweepReport().on_multirun_start(OmegaConf.create(conf))
     assert str(e.value).startswith("madbench: error: ") and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("launcher, extra, expected", [
+    ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", {"n_jobs": 2}, "2"),
+    ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", {"n_jobs": 8}, "4"),  # 4 jobs in all
+    ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher", {}, "4"),  # all start at once
+    ("hydra._internal.core_plugins.basic_launcher.BasicLauncher", {}, None),  # one after another
+    ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", {}, None),  # each its own node share
+])
+def test_a_sweep_tells_its_jobs_how_many_run_at_once(tmp_path, monkeypatch, launcher, extra, expected):
+    """The jobs inherit MADBENCH_CONCURRENT_JOBS, which trainer.num_threads=auto divides the
+    cores by; the launching process gets its environment back at the end."""
+    import os
+
+    monkeypatch.delenv("MADBENCH_CONCURRENT_JOBS", raising=False)
+    cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "launcher": {"_target_": launcher, **extra},
+                                      "sweeper": {"_target_": "x.BasicSweeper"},
+                                      "overrides": {"task": ["seed=0,1", "backbone=lstm,lstm_ae", "trainer.epochs=1"]}}})
+    rep = SweepReport(poll_s=0)
+    rep.on_multirun_start(cfg)
+    assert os.environ.get("MADBENCH_CONCURRENT_JOBS") == expected
+    rep.on_multirun_end(cfg)
+    assert "MADBENCH_CONCURRENT_JOBS" not in os.environ
