@@ -33,6 +33,12 @@ TARGETS = ("dec", "threshold")
 MAPPINGS = ("one-class", "soft-boundary", "none")
 
 
+def _full_precision(h: torch.Tensor) -> torch.Tensor:
+    """The head computes in at least float32 (a bf16/fp16 embedding under autocast is
+    upcast); a float64 model stays float64, like its centre after ``.double()``."""
+    return h.float() if h.dtype in (torch.float16, torch.bfloat16) else h
+
+
 # -- the pure loss terms ---------------------------------------------------------------------
 def cosine_assignment(h: torch.Tensor, c: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """q_tj = (cos(h_t, c_j) + 1) / 2 ∈ [0, 1]: [B, L, d] × [k, d] → [B, L, k].
@@ -148,7 +154,7 @@ class MADClusterHead(Head):
     def ensure_centre(self, d: int) -> None:
         """He-normal centre(s) [k, d] (the reference's kaiming_normal_, fan_in, relu)."""
         if self.centre is None or self.centre.shape[1] != d:
-            c = torch.empty(self.k, d, device=self.nu.device)
+            c = torch.empty(self.k, d, device=self.nu.device, dtype=self.nu.dtype)  # follows .double()
             nn.init.kaiming_normal_(c, mode="fan_in", nonlinearity="relu")
             self.centre = nn.Parameter(c)
 
@@ -212,7 +218,7 @@ class MADClusterHead(Head):
         return out
 
     def loss(self, out, ctx=None) -> dict:
-        t = self.terms(out.embedding.float())
+        t = self.terms(_full_precision(out.embedding))
         parts = []
         if self.use_mapping:
             parts.append(t["map"])
@@ -246,7 +252,7 @@ class MADClusterHead(Head):
         """Per window: the mean over (t, k) of L_cluster (k = 1, the reference), of the
         k > 1 score Σ_j p log(p/q) + ‖h_t − c*‖² (c* = the assigned centre), or of L_map
         when clustering is off (distance only)."""
-        t = self.terms(out.embedding.float())
+        t = self.terms(_full_precision(out.embedding))
         if not self.use_clustering:
             return t["map"].mean(dim=(1, 2))
         if self.k == 1:
