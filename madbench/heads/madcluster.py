@@ -47,8 +47,10 @@ def cosine_assignment(h: torch.Tensor, c: torch.Tensor, eps: float = 1e-8) -> to
     with one matrix product instead of broadcasting h against every centre: the [B, L, d]
     tensor is read twice (norm, product) and nothing of that size is written."""
     dot = h @ c.T
-    hn = (h * h).sum(-1, keepdim=True).sqrt().clamp_min(eps)
-    cn = c.norm(dim=-1).clamp_min(eps)
+    # clamp the squared norms before the square root: sqrt'(0) is infinite, and 0 · inf = NaN
+    # would reach every parameter from an all-zero embedding row
+    hn = (h * h).sum(-1, keepdim=True).clamp_min(eps * eps).sqrt()
+    cn = (c * c).sum(-1).clamp_min(eps * eps).sqrt()
     return (dot / (hn * cn) + 1) / 2
 
 

@@ -83,6 +83,24 @@ def test_assignment_and_distance_equal_the_library_forms(k):
     torch.testing.assert_close(squared_distance(h, c), torch.cdist(h, c.expand(4, k, 5)) ** 2)
 
 
+def test_an_all_zero_embedding_row_gives_finite_gradients():
+    """An all-zero row (ReLU or GRU outputs can be exactly 0) has norm 0: its cosine is 0 and
+    every gradient stays finite, as with F.cosine_similarity (the square root's infinite
+    slope at 0 once turned the whole model into NaN after one step on OmniAnomaly)."""
+    h = torch.randn(2, 3, 4, dtype=F64)
+    h[0, 1] = 0.0
+    h.requires_grad_(True)
+    c = torch.randn(1, 4, dtype=F64, requires_grad=True)
+    q = cosine_assignment(h, c)
+    assert q[0, 1, 0] == 0.5
+    q.sum().backward()
+    assert torch.isfinite(h.grad).all() and torch.isfinite(c.grad).all()
+    h2, c2 = h.detach().clone().requires_grad_(True), c.detach().clone().requires_grad_(True)
+    ((torch.nn.functional.cosine_similarity(h2.unsqueeze(2), c2[None, None], dim=-1) + 1) / 2).sum().backward()
+    torch.testing.assert_close(h.grad, h2.grad)
+    torch.testing.assert_close(c.grad, c2.grad)
+
+
 def test_mapping_loss_one_class_and_soft_boundary_by_hand():
     h = torch.tensor([[[1.0, 2.0], [3.0, 0.0]]])
     c = torch.tensor([[1.0, 0.0]])
