@@ -21,7 +21,7 @@ so the channel mean is taken here on the small maps, and the expansion is left t
 objective, which never builds it (madbench/objectives/contrastive.py computes the KLs of
 the expanded maps from the small ones).
 
-Outputs: ``extras["series"]`` (patch-wise maps, [B, H, N, N]) and ``extras["prior"]``
+Outputs: ``extras["patch_series"]`` (patch-wise maps, [B, H, N, N]) and ``extras["patch_prior"]``
 (in-patch maps, [B, H, p, p]), one per (patch size, layer), patch sizes outer — the
 reference's order; and ``embedding`` [B, L, d] for MADCluster:
 
@@ -236,7 +236,7 @@ class DCdetector(nn.Module):
             embedding = self.window_embed(x)
         else:
             embedding = torch.stack(steps).mean(0) if len(steps) > 1 else steps[0]
-        return BackboneOutput(embedding=embedding, extras={"series": series, "prior": prior})
+        return BackboneOutput(embedding=embedding, extras={"patch_series": series, "patch_prior": prior})
 
     def view(self, emb: TokenEmbedding, tokens: torch.Tensor):
         """``(emb, z, True)`` when the attention can be computed from the narrow neighbour

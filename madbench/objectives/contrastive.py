@@ -2,7 +2,7 @@
 DAMO-DI-ML/KDD2023-DCdetector solver.py and MADCluster_SOLVER.py).
 
 The backbone gives, per (patch size, layer) u, the channel-mean patch-wise map S_u
-[B, H, N, N] ("series") and in-patch map P_u [B, H, p, p] ("prior"), L = N·p. The reference
+[B, H, N, N] ("patch_series") and in-patch map P_u [B, H, p, p] ("patch_prior"), L = N·p. The reference
 expands them to [L×L]: S_L[i, j] = S[i//p, j//p] (rows sum to p: it is not renormalised)
 and P_L[i, j] = P[i%p, j%p], row-normalised to P̂_L. With its
 ``kl(a, b) = Σ_j a (log(a + 1e-4) − log(b + 1e-4))`` per row, averaged over heads:
@@ -70,7 +70,7 @@ def expanded_kls(series: torch.Tensor, prior: torch.Tensor, eps: float = EPS, st
 
 
 class ContrastiveObjective(Objective):
-    requires = ("series", "prior")
+    requires = ("patch_series", "patch_prior")  # DCdetector's multi-scale maps (not AT's [L, L] ones)
     horizon = 0
     has_residuals = False
 
@@ -84,7 +84,7 @@ class ContrastiveObjective(Objective):
 
     @staticmethod
     def _maps(out):
-        return [(s.float(), p.float()) for s, p in zip(out.extras["series"], out.extras["prior"])]
+        return [(s.float(), p.float()) for s, p in zip(out.extras["patch_series"], out.extras["patch_prior"])]
 
     def loss(self, batch, out, ctx=None) -> dict:
         series_loss = prior_loss = 0.0

@@ -41,4 +41,6 @@ def print_summary(df: pd.DataFrame, run_dir=None, console: Console | None = None
     console.print(t)
     n = int((df["entity"] != "ALL").sum() / max(df["protocol"].nunique(), 1))
     if run_dir is not None:
-        console.print(f"{n} entities · results: {run_dir}/results.csv" + (f" ({note})" if note else ""))
+        # never wrapped: the path must stay copyable (and greppable in a log)
+        console.print(f"{n} entities · results: {run_dir}/results.csv" + (f" ({note})" if note else ""),
+                      soft_wrap=True, markup=False, highlight=False)

@@ -104,8 +104,8 @@ def test_small_channel_mean_maps_expand_to_the_reference_maps(quirks, n_heads, c
     ref_s, ref_p = ref_maps(model, x)
     # (the tiny sizes use both paths: 3·c_in < d for the patch-wise tokens, not for p = 2's in-patch ones)
     assert [model.patch_embed[0].composable(), model.inpatch_embed[0].composable()] == [True, False]
-    assert len(out.extras["series"]) == len(ref_s) == 4
-    for s, p, rs, rp in zip(out.extras["series"], out.extras["prior"], ref_s, ref_p):
+    assert len(out.extras["patch_series"]) == len(ref_s) == 4
+    for s, p, rs, rp in zip(out.extras["patch_series"], out.extras["patch_prior"], ref_s, ref_p):
         es, ep = ref_expand(s, p, 20)
         torch.testing.assert_close(es, rs, rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(ep, rp, rtol=1e-6, atol=1e-6)
@@ -172,7 +172,7 @@ def test_recompute_gives_the_same_maps_and_gradients(monkeypatch):
     x = torch.rand(4, 20, 4)
     obj = ContrastiveObjective()
     out_a, out_b = a(x), b(x)
-    for u, v in zip(out_a.extras["series"] + out_a.extras["prior"], out_b.extras["series"] + out_b.extras["prior"]):
+    for u, v in zip(out_a.extras["patch_series"] + out_a.extras["patch_prior"], out_b.extras["patch_series"] + out_b.extras["patch_prior"]):
         torch.testing.assert_close(u, v)
     ga = torch.autograd.grad(obj.loss({}, out_a)["loss"], list(a.parameters()), allow_unused=True)
     gb = torch.autograd.grad(obj.loss({}, out_b)["loss"], list(b.parameters()), allow_unused=True)
@@ -240,10 +240,10 @@ def test_revin_by_default_makes_the_maps_invariant_to_a_per_channel_scale_and_sh
     x = torch.randn(2, 20, 4)
     y = x * torch.tensor([3.0, 0.5, 10.0, 1.0]) + torch.tensor([5.0, -2.0, 0.0, 100.0])
     cor = small().eval()
-    for a, b in zip(cor(x).extras["series"], cor(y).extras["series"]):
+    for a, b in zip(cor(x).extras["patch_series"], cor(y).extras["patch_series"]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     quirk = small(reference_quirks=True).eval()                  # MADCluster drops RevIN
-    assert not torch.allclose(quirk(x).extras["series"][0], quirk(y).extras["series"][0], atol=1e-3)
+    assert not torch.allclose(quirk(x).extras["patch_series"][0], quirk(y).extras["patch_series"][0], atol=1e-3)
 
 
 def test_reference_quirks_is_the_madcluster_model():
@@ -289,10 +289,10 @@ def test_embedding_is_per_step_and_the_dcdetector_loss_reaches_it_only_by_defaul
     g = torch.autograd.grad(obj.loss({}, out)["loss"], list(ref.window_embed.parameters()), allow_unused=True)
     assert all(v is None for v in g)
     torch.manual_seed(0)
-    before = [s.clone() for s in ref.eval()(x).extras["series"]]
+    before = [s.clone() for s in ref.eval()(x).extras["patch_series"]]
     with torch.no_grad():
         ref.window_embed.conv.weight.normal_()
-    assert all(torch.equal(a, b) for a, b in zip(before, ref(x).extras["series"]))
+    assert all(torch.equal(a, b) for a, b in zip(before, ref(x).extras["patch_series"]))
 
 
 def test_madcluster_head_trains_on_the_embedding_in_both_modes():
@@ -317,7 +317,7 @@ def test_bf16_autocast_on_cpu_stays_close_to_fp32():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(x)
         low = obj.discrepancy(out)
-    assert out.extras["series"][0].dtype == torch.bfloat16 and low.dtype == torch.float32
+    assert out.extras["patch_series"][0].dtype == torch.bfloat16 and low.dtype == torch.float32
     torch.testing.assert_close(low, ref, rtol=0.05, atol=0.05)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = obj.loss({}, small().train()(x))["loss"]
