@@ -20,6 +20,9 @@ def config_hash(cfg: DictConfig) -> str:
     c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     for k in HASH_EXCLUDE:
         c.pop(k, None)
+    if c.get("attribution", "auto") == "auto":
+        # the default leaves the hash as it was before the key existed (resumed sweeps skip what is done)
+        c.pop("attribution", None)
     for k in TRAINER_EXCLUDE:
         c.get("trainer", {}).pop(k, None)
     blob = json.dumps(c, sort_keys=True, default=str)
@@ -68,6 +71,9 @@ def validate(cfg: DictConfig) -> None:
     if not (cfg.get("protocol") or {}):
         raise ConfigError("protocol is empty; expected one or more of strict, madcluster, m2ad, tslib")
     _ratio(cfg, "scoring.alpha")
+    from madbench.attribution import check as check_attribution
+
+    check_attribution(cfg, objective_class(cfg).has_residuals)
     from madbench.fit import PRECISIONS, resolve_device
 
     resolve_device(_num(cfg, "trainer.device") or "auto")
