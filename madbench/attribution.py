@@ -5,7 +5,11 @@ responsible. ``attribution`` (config) picks where it comes from:
 
 - ``residual``: ``|r[t, s]|``, the placed per-sensor residual of any residual objective
   (forecast, reconstruct; sensors are scaled on train, so magnitudes compare);
-- ``pvalue``: ``-2 ln p[t, s]``, M2AD's per-sensor Fisher term (``scoring=m2ad``);
+- ``pvalue``: ``-2 ln p[t, s]``, M2AD's per-sensor Fisher term (``scoring=m2ad``), from
+  the unclipped ``ln p`` (``M2ADScorer.sensor_log_pvalues``): the Fisher sum clips p at
+  1e-16, and on SMD about half the labelled steps have two or more sensors at that clip,
+  which would leave their order to the tie-break. Runs written before it fall back to the
+  clipped ``sensor_p``;
 - ``gradient``: for backbones with neither. Per test window, the L1 norm over the window's
   time steps of the gradient of its summed step score (``Detector.score``, head factor
   included) with respect to the sensor columns of everything the score reads from the
@@ -109,19 +113,22 @@ def from_pvalues(sensor_p: np.ndarray) -> np.ndarray:
         return -2.0 * np.log(np.asarray(sensor_p, dtype=np.float64))
 
 
-def compute(kind: str, residuals, sensor_p, gradient) -> np.ndarray | None:
+def compute(kind: str, residuals, sensor_p, gradient, sensor_logp=None) -> np.ndarray | None:
     """The full [T, S] attribution of one kind from the test split's residuals, the
-    scorer's per-sensor p-values or the job's gradient attribution (None: not available)."""
+    scorer's per-sensor p-values (unclipped ``ln p`` when given) or the job's gradient
+    attribution (None: not available)."""
     if kind == "residual":
         return None if residuals is None else from_residuals(residuals)
     if kind == "pvalue":
+        if sensor_logp is not None:
+            return -2.0 * np.asarray(sensor_logp, dtype=np.float64)
         return None if sensor_p is None else from_pvalues(sensor_p)
     if kind == "gradient":
         return None if gradient is None else np.asarray(gradient, dtype=np.float64)
     return None
 
 
-def keep(cfg, name: str, labels, interpretation, residuals, sensor_p, gradient) -> dict:
+def keep(cfg, name: str, labels, interpretation, residuals, sensor_p, gradient, sensor_logp=None) -> dict:
     """What an entity keeps for the interpretation metrics (``EntityScores.extras``):
     ``interp_spans``, ``interp_sensors`` and, when an attribution is available,
     ``attribution`` [N, S] at ``attribution_steps`` [N] and ``attribution_kind``."""
@@ -132,7 +139,7 @@ def keep(cfg, name: str, labels, interpretation, residuals, sensor_p, gradient) 
     kind = resolve(cfg)
     if kind == "none":
         return out
-    full = compute(kind, residuals, sensor_p, gradient)
+    full = compute(kind, residuals, sensor_p, gradient, sensor_logp)
     if full is None:
         if configured(cfg) == "gradient":
             raise DataError(f"entity {name}: attribution=gradient needs the trained model; this run's scores.npz "

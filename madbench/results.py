@@ -153,7 +153,8 @@ class RunResults:
         es = P.EntityScores(name=name, labels=labels, score=s_te.score, train_score=s_tr.score,
                             val_mask=val_mask, window_score=te.window, window_start=te.window_start,
                             window=window, p=s_te.p, flags=s_te.flags, status=s_te.status)
-        es.extras.update(A.keep(cfg, name, labels, interpretation, te.residuals, s_te.sensor_p, gradient))
+        es.extras.update(A.keep(cfg, name, labels, interpretation, te.residuals, s_te.sensor_p, gradient,
+                                s_te.sensor_logp))
         self.entity_scores.append(es)
         self.sizes[name] = sizes
         self._keep_arrays(name, labels, sensors, tr, te, s_te, es)

@@ -64,6 +64,28 @@ def test_pvalue_and_residual_attribution():
     assert A.from_residuals(np.array([[-2.0, 1.0]])).tolist() == [[2.0, 1.0]]
 
 
+def test_pvalue_attribution_orders_sensors_below_the_clip():
+    """Two sensors beyond the 1e-16 clip tie in sensor_p; the unclipped ln p orders them."""
+    from madbench.scoring.base import SeriesScores
+    from madbench.scoring.scorers import M2ADScoring
+
+    rng = np.random.default_rng(0)
+    train = SeriesScores(step=np.zeros(500), residuals=rng.normal(0, 0.1, (500, 4)), window=np.zeros(0),
+                         window_start=np.zeros(0, dtype=int))
+    res = rng.normal(0, 0.1, (300, 4))
+    res[200:220, 1] += 5.0          # both far beyond the clip (z >> 8) after smoothing
+    res[200:220, 3] += 9.0
+    test = SeriesScores(step=np.zeros(300), residuals=res, window=np.zeros(0), window_start=np.zeros(0, dtype=int))
+    scorer = M2ADScoring(com=0.0).fit(train)
+    out = scorer.transform(test)
+    assert (out.sensor_p[205:220, [1, 3]] == 1e-16).all()
+    a = A.compute("pvalue", None, out.sensor_p, None, out.sensor_logp)
+    assert (np.argsort(-a[205:220], axis=1, kind="stable")[:, :2] == [3, 1]).all()
+    # the clipped p-values alone would tie and leave the order to the sensor index
+    clipped = A.compute("pvalue", None, out.sensor_p, None)
+    assert (np.argsort(-clipped[205:220], axis=1, kind="stable")[:, :2] == [1, 3]).all()
+
+
 # -- the config key ----------------------------------------------------------------------------
 @pytest.mark.parametrize("overrides, expect", [
     (["attribution=bogus"], "attribution='bogus'; expected one of"),
