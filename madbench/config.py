@@ -25,6 +25,9 @@ def config_hash(cfg: DictConfig) -> str:
     c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     for k in HASH_EXCLUDE:
         c.pop(k, None)
+    if c.get("attribution", "auto") == "auto":
+        # the default leaves the hash as it was before the key existed (resumed sweeps skip what is done)
+        c.pop("attribution", None)
     for k in TRAINER_EXCLUDE:
         c.get("trainer", {}).pop(k, None)
     blob = json.dumps(c, sort_keys=True, default=str)
@@ -65,6 +68,9 @@ def validate(cfg: DictConfig) -> None:
     if ar is not None and not (isinstance(ar, (int, float)) and 0.0 < float(ar) < 100.0):
         raise ConfigError(f"dataset.anomaly_ratio={ar}; expected a percentage in (0, 100)")
     from madbench.fit import PRECISIONS, resolve_device, resolve_num_threads
+    from madbench.attribution import check as check_attribution
+
+    check_attribution(cfg, objective_class(cfg).has_residuals)
 
     resolve_device(_num(cfg, "trainer.device") or "auto")
     prec = str(_num(cfg, "trainer.precision"))

@@ -303,6 +303,39 @@ class TSLibProtocol(Protocol):
         return rows
 
 
+def attach_interpretation(rows: list[dict], entities: list[EntityScores]) -> list[dict]:
+    """Fill the interpretation columns (``madbench.metrics.interpretation``) of a protocol's
+    rows: an entity's own values on its rows, steps and events pooled over entities on the
+    ``ALL`` rows (the mean over entities on ``macro``/``mean`` rows). They rank sensors
+    against test labels and ground-truth sensors and depend on no threshold, so every
+    protocol's rows carry the same values; they never feed a threshold."""
+    from madbench.metrics import interpretation as I
+
+    parts, kinds = {}, {}
+    for e in entities:
+        x = e.extras
+        if "attribution" not in x or "interp_spans" not in x:
+            continue
+        parts[e.name] = I.event_parts(x["attribution"], x["attribution_steps"], e.labels, x["interp_spans"],
+                                      x["interp_sensors"])
+        kinds[e.name] = x.get("attribution_kind", "")
+    if not parts:
+        return rows
+    own = {n: I.summarise([p]) | {"attribution": kinds[n]} for n, p in parts.items()}
+    pooled = I.summarise(list(parts.values()))
+    macro = dict(pooled)  # counts stay summed
+    for c in ("hit_100", "hit_150", "ndcg_100", "hit_100_event", "hit_150_event", "ndcg_100_event"):
+        vals = np.array([v[c] for v in own.values()], dtype=np.float64)
+        macro[c] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
+    pooled["attribution"] = macro["attribution"] = ";".join(sorted(set(kinds.values())))
+    for r in rows:
+        if r["entity"] == "ALL":
+            r.update(macro if r.get("aggregate") in ("macro", "mean") else pooled)
+        elif r["entity"] in own:
+            r.update(own[r["entity"]])
+    return rows
+
+
 REGISTRY = {c.name: c for c in (StrictProtocol, MADClusterProtocol, M2ADProtocol, TSLibProtocol)}
 
 

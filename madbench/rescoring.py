@@ -16,7 +16,8 @@
         or is already done), and variants whose scores are identical are warned about.
 
 Only what happens after the score stage may change: ``scoring.*``, ``protocol``,
-``name``/``experiment_name``/``tags``, ``logger``, ``dataset.anomaly_ratio``. A variant is
+``name``/``experiment_name``/``tags``, ``logger``, ``dataset.anomaly_ratio``, ``attribution``
+(residual and p-value attributions are rebuilt; a gradient one is read back as it was). A variant is
 logged like a job (one W&B run of its own when the logger has wandb). Anything else changes
 training and is refused with the key named; so is a key the run's config does not have
 (as the main app refuses it), unless given as ``+key=value``. Bad values are refused
@@ -36,6 +37,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from madbench import attribution as A
 from madbench import protocols as P
 from madbench.errors import ConfigError, DataError, MadbenchError
 from madbench.results import RunResults, task_wrapper
@@ -47,7 +49,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 #: config groups an override may select (composed from configs/)
 GROUPS = ("scoring", "protocol", "logger")
 #: what may change without retraining: the scoring stage and everything after it
-RESCORABLE = ("scoring", "protocol", "name", "experiment_name", "tags", "logger", "dataset.anomaly_ratio")
+RESCORABLE = ("scoring", "protocol", "name", "experiment_name", "tags", "logger", "dataset.anomaly_ratio",
+              "attribution")
 #: per-entity size/timing columns a variant inherits from the run it re-scores
 SIZE_COLUMNS = ("n_train", "n_test", "n_sensors", "n_inputs", "epochs_run", "fit_seconds", "score_seconds")
 
@@ -81,7 +84,7 @@ def load_scores(run_dir: Path) -> list[P.EntityScores]:
             val_mask=z[k + "val_mask"].astype(bool), window_score=z[k + "window_score"],
             window_start=z[k + "window_start"], window=int(meta["window"]), window_offsets=_offsets(meta),
             p=z[k + "p"] if k + "p" in z else None, flags=z[k + "flags"] if k + "flags" in z else None,
-            status=str(z[k + "status"]) if k + "status" in z else "ok"))
+            status=str(z[k + "status"]) if k + "status" in z else "ok", extras=A.from_npz(z, k)))
     return out
 
 
@@ -103,7 +106,10 @@ def load_series(run_dir: Path, needs_residuals: bool) -> list[dict]:
             return z[k + n].astype(np.float64) if k + n in z else None
 
         empty = np.zeros(0)
+        kept = A.from_npz(z, k)
         out.append({
+            # ground-truth sensors, and a gradient attribution (which needs the model) as it was computed
+            "interpretation": A.interpretation_of(kept), "gradient": A.stored_gradient(kept, len(z[k + "labels"])),
             "name": name, "labels": z[k + "labels"], "sensors": [str(s) for s in z[k + "sensors"]],
             "groups": (meta.get("groups") or {}).get(name),
             "val_mask": z[k + "val_mask"].astype(bool), "window": int(meta["window"]),
@@ -306,7 +312,8 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None, pa
         sizes = entity_sizes(read_results(run_dir), SIZE_COLUMNS)
         for ent in load_series(run_dir, needs_residuals=bool(cfg.scoring.get("needs_residuals"))):
             results.add_scores(ent["name"], ent["labels"], ent["sensors"], ent["groups"], ent["train"], ent["test"],
-                               ent["val_mask"], ent["window"], sizes.get(ent["name"], {}))
+                               ent["val_mask"], ent["window"], sizes.get(ent["name"], {}),
+                               interpretation=ent["interpretation"], gradient=ent["gradient"])
         if (run_dir / "train_log.csv").exists():
             results.train_log = pd.read_csv(run_dir / "train_log.csv").to_dict("records")
         df = results.publish(results.evaluate_protocols(), started)

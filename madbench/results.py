@@ -21,6 +21,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from madbench import attribution as A
 from madbench import protocols as P
 from madbench.config import config_hash
 from madbench.errors import ConfigError, DataError, MadbenchError
@@ -150,11 +151,13 @@ class RunResults:
 
     # -- the scoring stage ------------------------------------------------------------
     def add_scores(self, name: str, labels: np.ndarray, sensors: list[str], groups: dict | None, tr, te,
-                   val_mask: np.ndarray, window: int, sizes: dict) -> None:
+                   val_mask: np.ndarray, window: int, sizes: dict, interpretation=None, gradient=None) -> None:
         """Fit the configured scorer on one entity's train-split scores, transform both
         splits, keep the result for the protocols and scores.npz. ``tr``/``te`` are the
         score stage's SeriesScores (from a trained model, or rebuilt from a run dir's
-        scores.npz when re-scoring)."""
+        scores.npz when re-scoring). ``interpretation`` (spans, sensor sets) is the
+        entity's ground truth for the attribution metrics and ``gradient`` the job's
+        gradient attribution [T, S] (``madbench.attribution``)."""
         cfg = self.cfg
         scorer = build_scorer(cfg)
         try:
@@ -168,6 +171,8 @@ class RunResults:
                             val_mask=val_mask, window_score=te.window, window_start=te.window_start,
                             window=window, window_offsets=te.offsets, p=s_te.p, flags=s_te.flags,
                             status=s_te.status)
+        es.extras.update(A.keep(cfg, name, labels, interpretation, te.residuals, s_te.sensor_p, gradient,
+                                s_te.sensor_logp))
         self.entity_scores.append(es)
         self.sizes[name] = sizes
         self._keep_arrays(name, labels, sensors, tr, te, s_te, es)
@@ -207,6 +212,7 @@ class RunResults:
         if es.window_offsets is not None:
             # the steps a window's score describes: the madcluster protocol's window labels
             self.score_offsets = [int(o) for o in es.window_offsets]
+        a.update({k + n: v for n, v in A.to_arrays(es.extras).items()})
 
     # -- the protocols ------------------------------------------------------------------
     def evaluate_protocols(self) -> list[dict]:
@@ -216,7 +222,7 @@ class RunResults:
         ratio = cfg.dataset.get("anomaly_ratio")
         for name, pcfg in cfg.protocol.items():
             proto = P.build(name, OmegaConf.to_container(pcfg, resolve=True))
-            rows += proto.evaluate(self.entity_scores, anomaly_ratio=ratio)
+            rows += P.attach_interpretation(proto.evaluate(self.entity_scores, anomaly_ratio=ratio), self.entity_scores)
             if isinstance(proto, P.M2ADProtocol):
                 self.anomalies = [{"entity": k, "start": a, "end": b, "score": sc,
                                    "top_sensors": self._drivers(k, a, b)}
@@ -284,6 +290,20 @@ class RunResults:
                                float(thr.iloc[0]) if len(thr) else None)
             for lg in self.loggers:
                 lg.log_image(es.name, path)
+            self.plot_attribution(es)
+
+    def plot_attribution(self, es: P.EntityScores, event: int | None = None) -> Path | None:
+        """``plots/<entity>_attribution.png``: one ground-truth event (default: the one
+        with the most labelled steps), its sensors ranked by attribution."""
+        shown = A.event_profile(es.extras, es.labels, event)
+        if shown is None:
+            return None
+        i, span, values, truth = shown
+        from madbench.tracking.plots import plot_attribution
+
+        sensors = [str(s) for s in self.arrays[f"{es.name}__sensors"]]
+        return plot_attribution(self.run_dir / "plots" / f"{es.name}_attribution.png", es.name, span, values,
+                                sensors, truth, es.extras.get("attribution_kind", ""))
 
 
 @contextmanager

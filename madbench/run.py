@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm.auto import tqdm
 
+from madbench import attribution
 from madbench.config import validate
 from madbench.data.entity import Entity
 from madbench.data.preprocess import Preprocessor
@@ -142,20 +143,27 @@ class Job:
         val_start = train_w.val_start(trainer.val_ratio)
         t0 = time.perf_counter()
         tr_scores = trainer.score(detector, train_w.restrided(score_spec), inputs, sensors, desc=f"{label} score train")
-        te_scores = trainer.score(detector, Windows([e.test for e in group], score_spec, device=trainer.device),
-                                  inputs, sensors, desc=f"{label} score test")
+        test_w = Windows([e.test for e in group], score_spec, device=trainer.device)
+        te_scores = trainer.score(detector, test_w, inputs, sensors, desc=f"{label} score test")
         score_s = time.perf_counter() - t0
+        # the gradient attribution needs the trained model: now, before it is dropped
+        t0 = time.perf_counter()
+        grads = attribution.gradients(cfg, detector, trainer, test_w, inputs, sensors, group)
+        attribution_s = time.perf_counter() - t0
         vals = [r["val_loss"] for r in history if np.isfinite(r["val_loss"])]
         best = min(vals) if vals else float("nan")
         # one line per model, so a sweep without progress bars (trainer.progress=false) still shows progress
         log.info("%s: %d epochs in %.0f s (best val_loss %.4g), scored in %.0f s", label, len(history), fit_s, best,
                  score_s)
-        for e, tr, te, vs in zip(group, tr_scores, te_scores, val_start):
+        for e, tr, te, vs, grad in zip(group, tr_scores, te_scores, val_start, grads):
             val_mask = np.zeros(len(e.train), dtype=bool)
             val_mask[vs:] = True
-            self.results.add_scores(e.name, e.labels, e.sensors, e.meta.get("groups"), tr, te, val_mask, spec.window, {
-                "n_train": len(e.train), "n_test": len(e.test), "n_sensors": e.n_sensors, "n_inputs": e.n_inputs,
-                "epochs_run": len(history), "fit_seconds": fit_s / len(group), "score_seconds": score_s / len(group)})
+            sizes = {"n_train": len(e.train), "n_test": len(e.test), "n_sensors": e.n_sensors, "n_inputs": e.n_inputs,
+                     "epochs_run": len(history), "fit_seconds": fit_s / len(group), "score_seconds": score_s / len(group)}
+            if grad is not None:
+                sizes["attribution_seconds"] = attribution_s / len(group)
+            self.results.add_scores(e.name, e.labels, e.sensors, e.meta.get("groups"), tr, te, val_mask, spec.window,
+                                    sizes, interpretation=attribution.truth(e), gradient=grad)
 
 
 def _already_done(cfg: DictConfig, hash_: str, run_dir: Path) -> Path | None:

@@ -31,7 +31,9 @@ def test_run_dir_contract(tiny_run):
     cfg, d, df = tiny_run
     for f in ("config.yaml", "results.csv", "scores.npz", "train_log.csv"):
         assert (d / f).exists(), f
-    assert sorted(p.name for p in (d / "plots").glob("*.png")) == ["sys0.png", "sys1.png"]
+    # the synthetic events name their sensors: one attribution plot per system too
+    assert sorted(p.name for p in (d / "plots").glob("*.png")) == ["sys0.png", "sys0_attribution.png", "sys1.png",
+                                                                   "sys1_attribution.png"]
     log = pd.read_csv(d / "train_log.csv")
     assert set(log.entity) == {"sys0", "sys1"} and log.epoch.max() == 2
     # the saved config records the device type it trained on, and the rows carry its hash

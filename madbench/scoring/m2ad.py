@@ -68,13 +68,14 @@ import warnings
 
 import numpy as np
 from scipy import stats
-from scipy.special import ndtr
+from scipy.special import log_ndtr, logsumexp, ndtr
 from sklearn.mixture import GaussianMixture
 
 from madbench.scoring.errors import missing_rows
 from madbench.scoring.intervals import intervals
 
-__all__ = ["M2ADScorer", "UncalibratedWarning", "intervals", "mixture_pvalues", "gaussian_fit", "top_sensors",
+__all__ = ["M2ADScorer", "UncalibratedWarning", "intervals", "mixture_pvalues", "mixture_log_pvalues",
+           "gaussian_fit", "top_sensors",
            "group_weights", "CALIBRATIONS", "DISTRIBUTIONS", "COVARIANCE_TYPES"]
 
 CALIBRATIONS = ("gamma", "chi2", "std4")
@@ -128,6 +129,29 @@ def mixture_pvalues(x: np.ndarray, means: np.ndarray, sigmas: np.ndarray,
             np.minimum(cdf, sf, out=sf)
             sf *= 2.0
         out[a:a + step] = sf
+    return out
+
+
+def mixture_log_pvalues(x: np.ndarray, means: np.ndarray, sigmas: np.ndarray,
+                        mix: np.ndarray, two_sided: bool = False) -> np.ndarray:
+    """``ln p`` [T, S] of :func:`mixture_pvalues`, exact in the far tail: ``log_ndtr``
+    and ``logsumexp`` over the components, so p-values far below the 1e-16 floor of the
+    Fisher sum (z > 8.2) and below float64's range (z > 37.5) keep their order. Not used by
+    the score; it ranks sensors (``madbench.attribution``, ``attribution=pvalue``). NaN in
+    ``x`` gives NaN."""
+    t, s = x.shape
+    k = means.shape[1]
+    out = np.empty((t, s))
+    step = max(1, _BLOCK_ELEMENTS // max(1, s * k))
+    with np.errstate(divide="ignore"):
+        log_w = np.log(mix)[None]                      # [1, S, K]; padding components -> -inf
+    for a in range(0, t, step):
+        z = (x[a:a + step, :, None] - means[None]) / sigmas[None]
+        log_sf = logsumexp(log_ndtr(-z) + log_w, axis=-1)
+        if two_sided:
+            log_cdf = logsumexp(log_ndtr(z) + log_w, axis=-1)
+            log_sf = np.log(2.0) + np.minimum(log_cdf, log_sf)
+        out[a:a + step] = log_sf
     return out
 
 
@@ -452,6 +476,18 @@ class M2ADScorer:
             sensor_p[~missing], combined[~missing] = p, s
             calibrated[~missing] = self._calibrate(s)
         return calibrated, sensor_p, combined
+
+    def sensor_log_pvalues(self, test_errors) -> np.ndarray:
+        """Unclipped ``ln p`` [T, S] of every sensor (:func:`mixture_log_pvalues`): the
+        per-sensor evidence that ranks sensors; NaN on rows whose errors are all NaN."""
+        self._check_fitted()
+        x = self._as_errors(test_errors, "test_errors")
+        missing = missing_rows(x, "test_errors", self.sensor_names_)
+        out = np.full(x.shape, np.nan)
+        if (~missing).any():
+            out[~missing] = mixture_log_pvalues(x[~missing], self.means_, self.sigmas_, self.mix_weights_,
+                                                self.two_sided)
+        return out
 
     def flags(self, calibrated_p) -> np.ndarray:
         """bool [T]: ``p < alpha`` (gamma, chi2) or the 4-sigma rule (std4); NaN → False."""

@@ -28,6 +28,8 @@ class Scored:
     flags: np.ndarray | None = None
     status: str = "ok"
     notes: list[str] = field(default_factory=list)
+    #: [T, S] unclipped ln p per sensor (m2ad scoring): ranks sensors where p is below the clip
+    sensor_logp: np.ndarray | None = None
 
 
 class RawScorer:
@@ -122,8 +124,10 @@ class M2ADScoring:
         return self
 
     def transform(self, s: SeriesScores) -> Scored:
-        p, sensor_p, combined = self.scorer_.score(self._errors(s.residuals, fit=False))
+        errors = self._errors(s.residuals, fit=False)
+        p, sensor_p, combined = self.scorer_.score(errors)
         ok = bool(getattr(self.scorer_, "calibrated_", True))
         return Scored(score=combined, p=p, sensor_p=sensor_p, flags=self.scorer_.flags(p),
                       status="ok" if ok else "uncalibrated",
-                      notes=[] if ok else ["train Fisher score has zero variance: calibration skipped, nothing flagged"])
+                      notes=[] if ok else ["train Fisher score has zero variance: calibration skipped, nothing flagged"],
+                      sensor_logp=self.scorer_.sensor_log_pvalues(errors))

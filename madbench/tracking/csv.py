@@ -10,12 +10,16 @@ import numpy as np
 import pandas as pd
 
 from madbench.metrics import METRIC_COLUMNS
+from madbench.metrics.interpretation import INTERPRETATION_COLUMNS
 
 ID_COLUMNS = ["run_id", "config_hash", "seed", "name", "dataset", "backbone", "objective", "head", "scoring",
               "protocol", "entity", "aggregate", "status", "error"]
 SIZE_COLUMNS = ["n_entities", "n_train", "n_test", "n_sensors", "n_inputs", "n_scored", "n_missing", "epochs_run",
                 "fit_seconds", "score_seconds", "total_seconds", "finished_at"]
-RESULT_COLUMNS = ID_COLUMNS + SIZE_COLUMNS + ["threshold", "threshold_uses_test_labels"] + list(METRIC_COLUMNS)
+# the interpretation columns rank sensors against test labels (never a threshold); empty
+# where the dataset names no ground-truth sensors
+RESULT_COLUMNS = ID_COLUMNS + SIZE_COLUMNS + ["threshold", "threshold_uses_test_labels"] + list(METRIC_COLUMNS) \
+    + list(INTERPRETATION_COLUMNS)
 
 
 def atomic_write(path: Path, write) -> None:

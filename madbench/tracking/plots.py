@@ -1,4 +1,5 @@
-"""Per-entity PNG: the test score, the threshold and the true anomaly spans."""
+"""Per-entity PNGs: the test score, the threshold and the true anomaly spans; and, for one
+ground-truth event, the sensors ranked by attribution with the true ones marked."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,13 +9,27 @@ import numpy as np
 from madbench.data.entity import label_events
 
 
-def plot_entity(path: Path, name: str, score: np.ndarray, labels: np.ndarray, threshold: float | None,
-                protocol: str = "strict") -> Path:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_entity(path: Path, name: str, score: np.ndarray, labels: np.ndarray, threshold: float | None,
+                protocol: str = "strict") -> Path:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(12, 3.2), dpi=90)
     t = np.arange(len(score))
     ax.plot(t, score, lw=0.7, color="tab:blue", label="score")
@@ -28,9 +43,30 @@ def plot_entity(path: Path, name: str, score: np.ndarray, labels: np.ndarray, th
     if len(finite) and finite.min() > 0 and finite.max() / max(finite.min(), 1e-12) > 1e3:
         ax.set_yscale("log")
     ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def plot_attribution(path: Path, name: str, span: tuple[int, int], values: np.ndarray, sensors: list[str],
+                     truth: np.ndarray, kind: str = "", top: int = 20) -> Path:
+    """One event: its sensors ranked by attribution (mean over the event's labelled steps),
+    the ground-truth sensors in red, the rest grey; the ``top`` highest (and every
+    ground-truth sensor) are shown."""
+    plt = _pyplot()
+    from madbench.metrics.interpretation import rank_sensors
+
+    values = np.asarray(values, dtype=np.float64)
+    truth = np.asarray(truth, dtype=bool)
+    order = rank_sensors(values)
+    rank_of = np.empty(len(order), dtype=int)
+    rank_of[order] = np.arange(len(order))
+    shown = [i for i in order if rank_of[i] < top or truth[i]]
+    fig, ax = plt.subplots(figsize=(6.5, 0.22 * len(shown) + 1.4), dpi=90)
+    y = np.arange(len(shown))[::-1]
+    ax.barh(y, np.nan_to_num(values[shown]), color=["tab:red" if truth[i] else "0.65" for i in shown])
+    ax.set_yticks(y, [f"{rank_of[i] + 1}. {sensors[i]}" + (" ★" if truth[i] else "") for i in shown], fontsize=7)
+    k = int(truth.sum())
+    hits = int(truth[order[:k]].sum())
+    ax.set_title(f"{name} event {span[0]}-{span[1]}: {kind} attribution, red = ground truth "
+                 f"({hits}/{k} in the top {k})", fontsize=8)
+    ax.set_xlabel("mean attribution over the event's labelled steps", fontsize=8)
+    return _save(fig, path)

@@ -117,9 +117,13 @@ def test_corrupt_text(smd_root):
 def test_bad_interpretation(smd_root):
     p = smd_root / "interpretation_label" / "machine-1-2.txt"
     p.write_text("0-5:1,3\n10-12\n")
+    msg = raises_data_error(load_smd, smd_root, file="interpretation_label/machine-1-2.txt", expect="start-end:dim")
+    assert "line 2 '10-12'" in msg                      # the line, by number and content
+    p.write_text("0-5:1,3\n\n7-7:2\n")
+    msg = raises_data_error(load_smd, smd_root, file="interpretation_label/machine-1-2.txt", expect="start < end")
+    assert "line 3" in msg                              # blank lines still count
+    p.write_text("0-5:\n")
     raises_data_error(load_smd, smd_root, file="interpretation_label/machine-1-2.txt", expect="start-end:dim")
-    p.write_text("0-5:1,3\n7-7:2\n")
-    raises_data_error(load_smd, smd_root, file="interpretation_label/machine-1-2.txt", expect="start < end")
 
 
 def test_interpretation_dims_outside_the_columns(smd_root):

@@ -84,6 +84,37 @@ def test_clipping_at_1e16_and_precision_of_small_p():
     np.testing.assert_allclose(sp[1], stats.norm.sf(7.0), rtol=1e-10)
 
 
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_log_pvalues_are_unclipped_log_of_the_pvalues(errs, k, two_sided):
+    """ln p for the attribution: equal to ln of the independent p where p is not clipped,
+    and scipy's logsf (per component, mixed) far beyond the 1e-16 clip and float64's range."""
+    train, test = errs
+    m = M2ADScorer(n_components=k, two_sided=two_sided).fit(train)
+    lp = m.sensor_log_pvalues(test)
+    if k > 1:
+        ref = independent_p(m, test, two_sided)
+        ok = ref > 1e-15
+        np.testing.assert_allclose(lp[ok], np.log(ref[ok]), rtol=1e-9)
+    mu, sd, w = m.means_, m.sigmas_, m.mix_weights_
+    far = np.array([mu[:, 0] + 12 * sd[:, 0], mu[:, 0] + 60 * sd[:, 0]])      # p ~ 1e-33 and ~ 1e-785
+    got = m.sensor_log_pvalues(far)
+    for i in range(2):
+        for j in range(3):
+            terms = [math.log(w[j, c]) + stats.norm.logsf(far[i, j], mu[j, c], sd[j, c])
+                     for c in range(w.shape[1]) if w[j, c] > 0]
+            log_sf = float(np.logaddexp.reduce(terms))
+            if two_sided:
+                cdf_terms = [math.log(w[j, c]) + stats.norm.logcdf(far[i, j], mu[j, c], sd[j, c])
+                             for c in range(w.shape[1]) if w[j, c] > 0]
+                log_sf = math.log(2) + min(log_sf, float(np.logaddexp.reduce(cdf_terms)))
+            assert got[i, j] == pytest.approx(log_sf, rel=1e-9)
+    # both are far below the clip, where sensor_p ties at 1e-16; ln p keeps them apart
+    assert (m.score(far)[1] == 1e-16).all() and (got[1] < got[0]).all()
+    nan_row = np.vstack([test[:2], np.full((1, 3), np.nan)])
+    assert np.isnan(m.sensor_log_pvalues(nan_row)[2]).all()
+
+
 def test_two_sided_small_lower_tail_keeps_precision():
     rng = np.random.default_rng(4)
     m = M2ADScorer(two_sided=True).fit(rng.normal(0, 1, (300, 1)))
