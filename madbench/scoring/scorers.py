@@ -76,9 +76,11 @@ class M2ADScoring:
             if value is not None and not isinstance(value, bool):
                 raise ConfigError(f"scoring.{key}={value!r}; expected true or false"
                                   + (" or null" if key == "two_sided" else ""))
-        for key, value in (("com", com), ("dx", dx)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"scoring.{key}={value!r}; expected a number > 0")
+        # com = 0 is no smoothing (pandas' ewm allows com >= 0); dx divides, so it must be > 0
+        for key, value, low in (("com", com, ">= 0"), ("dx", dx, "> 0")):
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not (value >= 0 if low == ">= 0" else value > 0)):
+                raise ConfigError(f"scoring.{key}={value!r}; expected a number {low}")
         if isinstance(area_window, bool) or not isinstance(area_window, int) or area_window < 1:
             raise ConfigError(f"scoring.area_window={area_window!r}; expected an integer >= 1")
         if weights is not None and not isinstance(weights, Mapping):
