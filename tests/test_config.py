@@ -104,8 +104,8 @@ def test_unknown_choice_lists_options():
     ("scoring=m2ad scoring.calibration=gama", "scoring.calibration"),
     ("scoring=m2ad scoring.n_components=0", "scoring.n_components"),
     ("scoring=m2ad scoring.alpha=2", "scoring.alpha"),
-    ("scoring=m2ad scoring.com=-1", "scoring.com"),   # com = 0 (no smoothing) is allowed
-    ("scoring=m2ad scoring.dx=0", "scoring.dx"),
+    ("scoring=m2ad +scoring.com=-1", "scoring.com"),   # com = 0 (no smoothing) is allowed
+    ("scoring=m2ad +scoring.dx=0", "scoring.dx"),
     ("protocol.strict.threshold.method=foo", "protocol.strict.threshold.method"),
     ("protocol=[tslib] protocol.tslib.window=abc", "protocol.tslib.window"),
     ("protocol=[m2ad] protocol.m2ad.calibration=gamma", "protocol.m2ad.calibration"),
