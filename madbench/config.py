@@ -67,6 +67,11 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"protocol.{name}.window={w}; expected an integer >= 1")
     if not (cfg.get("protocol") or {}):
         raise ConfigError("protocol is empty; expected one or more of strict, madcluster, m2ad, tslib")
+    check_protocols(cfg)
+    if cfg.get("rescore"):  # the job's variants: refused now, not after training
+        from madbench.evaluate import check_variants
+
+        check_variants(cfg, [str(o) for o in cfg.rescore])
     _ratio(cfg, "scoring.alpha")
     from madbench.fit import PRECISIONS, resolve_device
 
@@ -75,6 +80,16 @@ def validate(cfg: DictConfig) -> None:
     if prec not in PRECISIONS:
         raise ConfigError(f"trainer.precision={prec}; expected one of {list(PRECISIONS)}")
     check_compatible(cfg)
+
+
+def check_protocols(cfg: DictConfig) -> None:
+    """Build every configured protocol once, so an unknown key or a bad value (e.g.
+    ``protocol.m2ad.grouping``, a negative ``protocol.m2ad.bridge``) is refused before
+    training, not after it."""
+    from madbench import protocols as P
+
+    for name, pcfg in (cfg.get("protocol") or {}).items():
+        P.build(str(name), OmegaConf.to_container(pcfg, resolve=True) if pcfg is not None else {})
 
 
 def check_compatible(cfg: DictConfig) -> None:

@@ -4,8 +4,9 @@
   adjustment; the ``ALL`` rows report micro (pooled counts) and macro (mean) figures.
 - ``madcluster``: window scores and window labels, best F1 over thresholds on test (uses
   test labels), range metrics on the binarised prediction; ``ALL`` = mean over entities.
-- ``m2ad``: calibrated p < alpha, flagged steps padded by ±padding and merged into
-  intervals, event overlap counts summed over entities (``ALL``), F1 and F0.5.
+- ``m2ad``: calibrated p < alpha, flagged steps grouped into intervals (``grouping``:
+  ±padding and merged, the default; forward by ``bridge``; or runs of flags), event
+  overlap counts summed over entities (``ALL``), F1 and F0.5.
   With ``scoring=raw`` the p-value is empirical, from the validation scores.
 - ``tslib``: threshold = (100 − anomaly_ratio) percentile of train+test scores, then point
   adjustment (``pa_f1``); ``ALL`` = mean.
@@ -13,6 +14,7 @@ Every row carries ``threshold_uses_test_labels``.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +22,7 @@ import numpy as np
 from madbench import metrics as M
 from madbench.data.entity import label_events
 from madbench.errors import ConfigError
-from madbench.scoring.intervals import intervals
+from madbench.scoring.intervals import GROUPINGS, group_flags
 from madbench.scoring.thresholds import empirical_pvalues, percentile_threshold, validation_threshold
 
 PROTOCOLS = ("strict", "madcluster", "m2ad", "tslib")
@@ -158,22 +160,37 @@ class MADCluster(Protocol):
         return rows
 
 
+def _steps(key: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ConfigError(f"{key}={value}; expected an integer >= 0 (steps)")
+    return int(value)
+
+
 class M2AD(Protocol):
-    """M2AD: calibrated p < alpha → padded, merged intervals → event overlap counts.
+    """M2AD: calibrated p < alpha → intervals → event overlap counts.
 
     ``alpha=None`` (default) uses the scorer's own rule (``scoring.alpha``, or the 4σ rule
     of ``scoring.calibration=std4``); a number applies p < alpha to the calibrated p.
     With ``scoring=raw`` the p-value is empirical, from the validation scores.
-    After ``evaluate``, ``detected`` maps each entity to its [(start, end, score)].
+    ``grouping`` turns flags into intervals (``madbench.scoring.intervals``): ``padding``
+    (±``padding`` steps, merged; the public code's, default), ``forward`` (first flag to
+    last flag + ``bridge``) or ``none`` (runs of flags). The unused one of ``padding`` /
+    ``bridge`` is ignored. After ``evaluate``, ``detected`` maps each entity to its
+    [(start, end, score)].
     """
 
     name = "m2ad"
 
-    def __init__(self, window: int = 100, alpha: float | None = None, padding: int = 50, **params):
-        super().__init__(window, **params)
+    def __init__(self, window: int = 100, alpha: float | None = None, padding: int = 50,
+                 grouping: str = "padding", bridge: int = 360):
+        super().__init__(window)
         if alpha is not None and not 0.0 < alpha < 1.0:
             raise ConfigError(f"protocol.m2ad.alpha={alpha}; expected a ratio in (0, 1) or null")
-        self.alpha, self.padding = alpha, int(padding)
+        if grouping not in GROUPINGS:
+            raise ConfigError(f"protocol.m2ad.grouping={grouping}; expected one of {', '.join(GROUPINGS)}")
+        self.alpha, self.grouping = alpha, grouping
+        self.padding = _steps("protocol.m2ad.padding", padding)
+        self.bridge = _steps("protocol.m2ad.bridge", bridge)
         self.detected: dict[str, list] = {}
 
     def _flags(self, e: EntityScores) -> tuple[np.ndarray, str]:
@@ -188,7 +205,7 @@ class M2AD(Protocol):
         rows, tp, fp, fn, flagged, steps = [], 0, 0, 0, 0, 0
         for e in entities:
             flags, calibration = self._flags(e)
-            found = intervals(flags, e.score, self.padding)
+            found = group_flags(flags, e.score, self.grouping, self.padding, self.bridge)
             self.detected[e.name] = found
             detected = [(a, b) for a, b, _ in found]
             etp, efp, efn = M.event_counts_intervals(label_events(e.labels), detected)
@@ -238,7 +255,19 @@ class TSLib(Protocol):
 REGISTRY = {c.name: c for c in (Strict, MADCluster, M2AD, TSLib)}
 
 
+def keys(name: str) -> list[str]:
+    """The parameters ``protocol.<name>`` takes (its constructor's)."""
+    sig = inspect.signature(REGISTRY[name].__init__)
+    return [k for k, p in sig.parameters.items() if k != "self" and p.kind is not p.VAR_KEYWORD]
+
+
 def build(name: str, params: dict) -> Protocol:
+    """The protocol ``name`` with ``params``; an unknown protocol, an unknown key (a typo
+    would otherwise be ignored) or a bad value is a one-line ConfigError naming it."""
     if name not in REGISTRY:
         raise ConfigError(f"protocol={name!r}; expected one of {list(REGISTRY)}")
+    allowed = keys(name)
+    unknown = [k for k in params if k not in allowed]
+    if unknown:
+        raise ConfigError(f"protocol.{name}.{unknown[0]}: unknown key; expected one of {', '.join(allowed)}")
     return REGISTRY[name](**params)
