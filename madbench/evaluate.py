@@ -9,11 +9,15 @@
         ``<run dir>/rescored/<variant>/`` with its own config_hash, so ``madbench-collect``
         and ``madbench-tables`` see it like any job. A directory without scores.npz is
         searched for run dirs (a sweep).
+    madbench-eval --variants RUN_OR_SWEEP_DIR protocol.m2ad.grouping=forward protocol.m2ad.bridge=50
+        writes protocol-only overrides as variant dirs too, instead of in place (a search
+        over protocol parameters keeps every combination).
 
 Only what happens after the score stage may change: ``scoring.*``, ``protocol``,
 ``name``/``experiment_name``/``tags``, ``logger``, ``dataset.anomaly_ratio``. A variant is
 logged like a job (one W&B run of its own when the logger has wandb). Anything else changes
-training and is refused with the key named.
+training and is refused with the key named; so is an unknown or bad protocol key (e.g. a
+typo ``protocol.m2ad.gruping``), for every combination before any is written.
 """
 from __future__ import annotations
 
@@ -155,11 +159,21 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     check_rescorable(overrides)
     groups = [o for o in overrides if _key(o) in GROUPS]
     if groups:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            try:
-                composed = compose("config", overrides=groups, return_hydra_config=False)
-            except Exception as e:
-                raise ConfigError(f"{groups}: {str(e).splitlines()[0]}") from None
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+        # inside a Hydra app (a job's rescore list, run from the CLI) the app's instance is
+        # set and a second initialisation would fail: set it aside and put it back after
+        backup = get_gh_backup()
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+                try:
+                    composed = compose("config", overrides=groups, return_hydra_config=False)
+                except Exception as e:
+                    raise ConfigError(f"{groups}: {str(e).splitlines()[0]}") from None
+        finally:
+            restore_gh_from_backup(backup)
         for g in {_key(o) for o in groups}:
             cfg[g] = OmegaConf.create(OmegaConf.to_container(composed[g], resolve=False))
     for o in OverridesParser.create().parse_overrides([o for o in overrides if _key(o) not in GROUPS]):
@@ -177,6 +191,17 @@ def check_rescorable(overrides: list[str]) -> None:
         if not any(key == r or key.startswith(r + ".") for r in RESCORABLE):
             raise ConfigError(f"{key}: changes what is trained; re-scoring may change only {', '.join(RESCORABLE)} "
                               "(run madbench again for the rest)")
+
+
+def check_variants(cfg: DictConfig, overrides: list[str]) -> None:
+    """Refuse, before anything is written, overrides (sweep syntax) that no combination
+    could run: keys that change training, and protocol keys or values the protocols
+    refuse (an unknown key would otherwise be ignored, giving variants equal to the run)."""
+    from madbench.config import check_protocols
+
+    check_rescorable(overrides)
+    for combo in expand(overrides):
+        check_protocols(apply_overrides(cfg, combo))
 
 
 def _slug(overrides: list[str], hash_: str) -> str:
@@ -247,6 +272,10 @@ def rescore_all(paths: list[Path], overrides: list[str], progress: bool = True) 
 
     check_rescorable(overrides)  # once, up front: the same for every run dir
     runs = [r for p in paths for r in find_run_dirs(Path(p))]
+    for r in runs:  # every combination's protocol keys, on each run's own config
+        cfg_path = r / "config.yaml"
+        if cfg_path.exists():
+            check_variants(OmegaConf.load(cfg_path), overrides)
     combos = expand(overrides)
     done, errors = [], []
     tasks = [(r, c) for r in runs for c in combos]
@@ -291,15 +320,20 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> pd.DataFrame:
     return new
 
 
-USAGE = "usage: madbench-eval RUN_OR_SWEEP_DIR [protocol=...] [protocol.NAME.key=value] [scoring.key=a,b ...]"
+USAGE = ("usage: madbench-eval [--variants] RUN_OR_SWEEP_DIR [protocol=...] [protocol.NAME.key=value] "
+         "[scoring.key=a,b ...]")
 
 
 def main(argv: list[str]) -> pd.DataFrame | list[Path]:
+    argv = list(argv)
+    variants = "--variants" in argv  # protocol-only overrides as variant dirs, not in place
+    argv = [a for a in argv if a != "--variants"]
     if not argv or argv[0].startswith("-"):
         raise ConfigError(USAGE)
     path, overrides = Path(argv[0]), list(argv[1:])
     combos = expand(overrides)
-    in_place = len(combos) == 1 and all(_key(o) == "protocol" or _key(o).startswith("protocol.") for o in combos[0])
+    in_place = not variants and len(combos) == 1 and all(
+        _key(o) == "protocol" or _key(o).startswith("protocol.") for o in combos[0])
     if in_place:
         from madbench.tracking.summary import print_summary
 

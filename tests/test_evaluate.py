@@ -36,7 +36,8 @@ def _metric_rows(df):
 
 
 @pytest.mark.parametrize("variant", [["scoring.calibration=chi2"], ["scoring.distribution=normal", "scoring.error=area"],
-                                     ["scoring=raw"]])
+                                     ["scoring=raw"], ["protocol.m2ad.grouping=forward", "protocol.m2ad.bridge=30"],
+                                     ["protocol.m2ad.grouping=none", "scoring.two_sided=true"]])
 def test_rescored_variant_equals_a_job_trained_with_it(m2ad_run, tmp_path, variant):
     out_dir, df = E.rescore(m2ad_run, variant)
     assert out_dir.parent == m2ad_run / "rescored"
@@ -180,3 +181,61 @@ def test_a_crashing_variant_leaves_the_job_ok(tmp_path, monkeypatch):
     status = {p.name.split("-")[1]: pd.read_csv(p / "results.csv") for p in (tmp_path / "run" / "rescored").iterdir()}
     assert set(status["std4"].status) == {"ok"} and set(status["chi2"].status) == {"failed"}
     assert status["chi2"].error.str.contains("RuntimeError: boom").all()
+
+
+def test_a_grouping_changes_the_m2ad_rows_only(m2ad_run):
+    """The grouping variants above are no identity: their m2ad counts differ from the run's
+    padding, and the strict protocol (no intervals) is unchanged."""
+    parent = _metric_rows(pd.read_csv(m2ad_run / "results.csv"))
+    out_dir, _ = E.rescore(m2ad_run, ["protocol.m2ad.grouping=forward", "protocol.m2ad.bridge=0"])
+    mine = _metric_rows(pd.read_csv(out_dir / "results.csv"))
+    m2ad = mine.protocol == "m2ad"
+    assert not mine[m2ad][["event_tp", "event_fp", "event_fn"]].equals(parent[m2ad][["event_tp", "event_fp", "event_fn"]])
+    pd.testing.assert_frame_equal(mine[~m2ad], parent[~m2ad])
+
+
+def test_protocol_typos_and_bad_values_are_refused_before_any_variant_is_written(m2ad_run):
+    before = sorted((m2ad_run / "rescored").iterdir()) if (m2ad_run / "rescored").exists() else []
+    results = (m2ad_run / "results.csv").read_text()
+    for overrides, msg in ((["protocol.m2ad.gruping=forward,none"], "protocol.m2ad.gruping: unknown key"),
+                           (["protocol.m2ad.grouping=forward", "protocol.m2ad.bridge=50,-1"], "protocol.m2ad.bridge=-1"),
+                           (["protocol.m2ad.grouping=sideways"], "protocol.m2ad.grouping=sideways")):
+        with pytest.raises(ConfigError, match=msg):
+            E.rescore_all([m2ad_run], overrides, progress=False)
+    for overrides, msg in ((["protocol.m2ad.gruping=forward"], "protocol.m2ad.gruping: unknown key"),
+                           (["protocol.m2ad.bridge=-1"], "protocol.m2ad.bridge=-1")):
+        with pytest.raises(ConfigError, match=msg):  # the in-place path too
+            E.main([str(m2ad_run)] + overrides)
+    assert (m2ad_run / "results.csv").read_text() == results
+    after = sorted((m2ad_run / "rescored").iterdir()) if (m2ad_run / "rescored").exists() else []
+    assert before == after
+
+
+def test_variants_flag_writes_protocol_only_overrides_as_variant_dirs(tmp_path):
+    d = tmp_path / "run"
+    run.main(compose_cfg(M2AD + ["dataset.n_systems=1"]), d)
+    before = pd.read_csv(d / "results.csv")
+    p = subprocess.run([str(BIN / "madbench-eval"), "--variants", str(d), "protocol.m2ad.grouping=none"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    (variant,) = (d / "rescored").iterdir()
+    assert variant.name.startswith("grouping-none-")
+    pd.testing.assert_frame_equal(pd.read_csv(d / "results.csv"), before)  # the run itself is untouched
+    df = pd.read_csv(variant / "results.csv")
+    assert df.config_hash.iloc[0] != before.config_hash.iloc[0] and (df.status == "ok").all()
+    # the search table reads the run and its variant: one row per construction
+    p = subprocess.run([str(BIN / "madbench-tables"), "m2ad_search", str(d)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    table = pd.read_csv(d / "m2ad_search.csv")
+    assert table.grouping.tolist() == ["padding", "none"] and table.sided.tolist() == ["one", "one"]
+    def total(frame, c):
+        return frame[(frame.protocol == "m2ad") & (frame.entity == "ALL")][c].iloc[0]
+
+    for c in ("tp", "fp", "fn"):
+        assert table[c].tolist() == [total(before, f"event_{c}"), total(df, f"event_{c}")]
+    # without the flag the same override is re-evaluated in place, as before
+    p = subprocess.run([str(BIN / "madbench-eval"), str(d), "protocol.m2ad.grouping=none"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert len(list((d / "rescored").iterdir())) == 1
+    after = pd.read_csv(d / "results.csv")
+    pd.testing.assert_frame_equal(_metric_rows(after[after.protocol == "m2ad"]), _metric_rows(df[df.protocol == "m2ad"]))
