@@ -79,6 +79,10 @@ def validate(cfg: DictConfig) -> None:
     threads = _num(cfg, "trainer.num_threads")
     resolve_num_threads("auto" if threads is None else threads)
     validate_after_score(cfg)
+    if cfg.get("rescore"):  # the job's variants: refused now, not after training
+        from madbench.rescoring import check_variants
+
+        check_variants(cfg, [str(o) for o in cfg.rescore])
     check_compatible(cfg)
 
 

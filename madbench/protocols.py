@@ -6,8 +6,9 @@
   test labels), range metrics on the binarised prediction; ``ALL`` = mean over entities.
   A window's label covers the steps its score describes (``window_labels``): a
   forecaster's target step(s), a reconstruction's whole window.
-- ``m2ad``: calibrated p < alpha, flagged steps padded by ±padding and merged into
-  intervals, event overlap counts summed over entities (``ALL``), F1 and F0.5.
+- ``m2ad``: calibrated p < alpha, flagged steps grouped into intervals (``grouping``:
+  ±padding and merged, the default; forward by ``bridge``; or runs of flags), event
+  overlap counts summed over entities (``ALL``), F1 and F0.5.
   With ``scoring=raw`` the p-value comes from the validation scores: a POT tail
   (``calibration=pot``, default) or empirical (``calibration=empirical``).
 - ``tslib``: threshold = (100 − anomaly_ratio) percentile of train+test scores, then point
@@ -26,7 +27,7 @@ from madbench import metrics as M
 from madbench.data.entity import label_events
 from madbench.config import check_keys
 from madbench.errors import ConfigError, DataError
-from madbench.scoring.intervals import intervals
+from madbench.scoring.intervals import GROUPINGS, group_flags
 from madbench.scoring.thresholds import (PeaksOverThreshold, check_threshold, empirical_pvalues, percentile_threshold,
                                          validation_threshold)
 
@@ -198,7 +199,7 @@ class MADClusterProtocol(Protocol):
 
 
 class M2ADProtocol(Protocol):
-    """M2AD: calibrated p < alpha → padded, merged intervals → event overlap counts.
+    """M2AD: calibrated p < alpha → intervals → event overlap counts.
 
     ``alpha=None`` (default) uses the scorer's own rule (``scoring.alpha``, or the 4σ rule
     of ``scoring.calibration=std4``); a number applies p < alpha to the calibrated p.
@@ -207,14 +208,18 @@ class M2ADProtocol(Protocol):
     above their ``level`` quantile (``madbench.scoring.thresholds.PeaksOverThreshold``);
     ``empirical`` is ``(1 + #>=) / (1 + n_val)``, which is never below ``1 / (1 + n_val)``
     and is refused when that floor is not below alpha (it could never flag).
-    After ``evaluate``, ``detected`` maps each entity to its [(start, end, score)].
+    ``grouping`` turns flags into intervals (``madbench.scoring.intervals``): ``padding``
+    (±``padding`` steps, merged; the public code's, default), ``forward`` (first flag to
+    last flag + ``bridge``) or ``none`` (runs of flags). The unused one of ``padding`` /
+    ``bridge`` is ignored. After ``evaluate``, ``detected`` maps each entity to its
+    [(start, end, score)].
     """
 
     name = "m2ad"
     CALIBRATIONS = ("pot", "empirical")
 
     def __init__(self, window: int = 100, alpha: float | None = None, padding: int = 50,
-                 calibration: str = "pot", level: float = 0.98):
+                 grouping: str = "padding", bridge: int = 360, calibration: str = "pot", level: float = 0.98):
         super().__init__(window)
         if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))
                                   or not 0.0 < alpha < 1.0):
@@ -224,7 +229,10 @@ class M2ADProtocol(Protocol):
                               f"{', '.join(self.CALIBRATIONS)}")
         if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
             raise ConfigError(f"protocol.m2ad.level={level!r}; expected a ratio in (0, 1)")
+        if grouping not in GROUPINGS:
+            raise ConfigError(f"protocol.m2ad.grouping={grouping!r}; expected one of {', '.join(GROUPINGS)}")
         self.alpha, self.padding = alpha, _int("protocol.m2ad.padding", padding, 0)
+        self.grouping, self.bridge = grouping, _int("protocol.m2ad.bridge", bridge, 0)
         self.calibration, self.level = calibration, float(level)
         self.detected: dict[str, list] = {}
 
@@ -256,7 +264,7 @@ class M2ADProtocol(Protocol):
         rows, tp, fp, fn, flagged, steps = [], 0, 0, 0, 0, 0
         for e in entities:
             flags, calibration = self._flags(e)
-            found = intervals(flags, e.score, self.padding)
+            found = group_flags(flags, e.score, self.grouping, self.padding, self.bridge)
             self.detected[e.name] = found
             detected = [(a, b) for a, b, _ in found]
             etp, efp, efn = M.event_counts_intervals(label_events(e.labels), detected)

@@ -14,14 +14,17 @@
         left as it is (``--redo`` re-scores it), so an interrupted re-scoring resumes; one
         config_hash never gets two dirs. Every variant skipped is said (it equals the run,
         or is already done), and variants whose scores are identical are warned about.
+    madbench-eval --variants RUN_OR_SWEEP_DIR protocol.m2ad.grouping=forward protocol.m2ad.bridge=50
+        writes protocol-only overrides as variant dirs too, instead of in place (a search
+        over protocol parameters keeps every combination).
 
 Only what happens after the score stage may change: ``scoring.*``, ``protocol``,
 ``name``/``experiment_name``/``tags``, ``logger``, ``dataset.anomaly_ratio``, ``attribution``
 (residual and p-value attributions are rebuilt; a gradient one is read back as it was). A variant is
 logged like a job (one W&B run of its own when the logger has wandb). Anything else changes
 training and is refused with the key named; so is a key the run's config does not have
-(as the main app refuses it), unless given as ``+key=value``. Bad values are refused
-before any variant dir is written.
+(as the main app refuses it), unless given as ``+key=value``. Unknown keys and bad values
+are refused for every combination before any variant dir is written.
 """
 from __future__ import annotations
 
@@ -180,11 +183,21 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     check_rescorable(overrides)
     groups = [o for o in overrides if _key(o) in GROUPS]
     if groups:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            try:
-                composed = compose("config", overrides=groups, return_hydra_config=False)
-            except Exception as e:
-                raise ConfigError(f"{groups}: {str(e).splitlines()[0]}") from None
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+        # inside a Hydra app (a job's rescore list, run from the CLI) the app's instance is
+        # set and a second initialisation would fail: set it aside and put it back after
+        backup = get_gh_backup()
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+                try:
+                    composed = compose("config", overrides=groups, return_hydra_config=False)
+                except Exception as e:
+                    raise ConfigError(f"{groups}: {str(e).splitlines()[0]}") from None
+        finally:
+            restore_gh_from_backup(backup)
         for g in {_key(o) for o in groups}:
             cfg[g] = OmegaConf.create(OmegaConf.to_container(composed[g], resolve=False))
     for o in OverridesParser.create().parse_overrides([o for o in overrides if _key(o) not in GROUPS]):
@@ -220,6 +233,19 @@ def check_rescorable(overrides: list[str]) -> None:
         if not any(key == r or key.startswith(r + ".") for r in RESCORABLE):
             raise ConfigError(f"{key}: changes what is trained; re-scoring may change only {', '.join(RESCORABLE)} "
                               "(run madbench again for the rest)")
+
+
+def check_variants(cfg: DictConfig, overrides: list[str]) -> None:
+    """Refuse, before anything is written, overrides (sweep syntax) that some combination
+    could not run on ``cfg``: keys that change training, keys the config does not have,
+    and scoring, protocol or logger keys or values their classes refuse
+    (``madbench.config.validate_after_score``). A job checks its ``rescore`` list with it
+    at compose time, ``rescore_all`` every run's config before the first variant."""
+    from madbench.config import validate_after_score
+
+    check_rescorable(overrides)
+    for combo in expand(overrides):
+        validate_after_score(apply_overrides(cfg, combo))
 
 
 def _slug(overrides: list[str], hash_: str) -> str:
@@ -373,6 +399,9 @@ def rescore_all(paths: list[Path], overrides: list[str], progress: bool = True, 
 
     check_rescorable(overrides)  # once, up front: the same for every run dir
     runs = [r for p in paths for r in find_run_dirs(Path(p))]
+    for r in runs:  # every combination, on each run's own config: a refused one writes nothing at all
+        if parent_cfg is not None or (r / "config.yaml").exists():
+            check_variants(parent_cfg if parent_cfg is not None else OmegaConf.load(r / "config.yaml"), overrides)
     combos = expand(overrides)
     done, errors, said = [], [], []
     written: dict[Path, list[tuple[Path, list[str]]]] = {}
@@ -446,8 +475,8 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> pd.DataFrame:
     return new
 
 
-USAGE = ("usage: madbench-eval RUN_OR_SWEEP_DIR [protocol=...] [protocol.NAME.key=value] [scoring.key=a,b ...] "
-         "[--redo]")
+USAGE = ("usage: madbench-eval [--variants] RUN_OR_SWEEP_DIR [protocol=...] [protocol.NAME.key=value] "
+         "[scoring.key=a,b ...] [--redo]")
 
 
 def main(argv: list[str]) -> pd.DataFrame | list[Path]:
@@ -456,12 +485,15 @@ def main(argv: list[str]) -> pd.DataFrame | list[Path]:
         return []
     # --redo: re-score variants that already have an ok result too (default: leave them)
     redo = "--redo" in argv
-    argv = [a for a in argv if a != "--redo"]
+    # --variants: protocol-only overrides as variant dirs, not in place
+    variants = "--variants" in argv
+    argv = [a for a in argv if a not in ("--redo", "--variants")]
     if not argv or argv[0].startswith("-"):
         raise ConfigError(USAGE)
     path, overrides = Path(argv[0]), list(argv[1:])
     combos = expand(overrides)
-    in_place = len(combos) == 1 and all(_key(o) == "protocol" or _key(o).startswith("protocol.") for o in combos[0])
+    in_place = not variants and len(combos) == 1 and all(
+        _key(o) == "protocol" or _key(o).startswith("protocol.") for o in combos[0])
     if in_place:
         from madbench.tracking.summary import print_summary
 

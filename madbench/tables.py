@@ -6,6 +6,7 @@
     madbench-tables madcluster_t2 RESULTS [--out DIR] [--metric f1]
     madbench-tables paired RESULTS --paired head=none,madcluster [--by backbone] [--metric f1]
     madbench-tables attribution RESULTS [--out DIR]
+    madbench-tables m2ad_search RESULTS [--out DIR]
 
 RESULTS is a collected CSV (``madbench-collect``) or a directory of run dirs (collected
 on the fly). Prints the table and writes it as CSV, Markdown and LaTeX (default: beside
@@ -15,6 +16,11 @@ mean share of test steps inside detected intervals: event overlap rewards wide i
 (one over a whole split scores tp = all events, fp = 0), so read F1 next to it. Where our entity
 set differs from the paper's (e.g. the 19 SMD machines available here), the paper's
 figure is also recomputed on the same entities from the authors' per-signal results.
+
+``m2ad_search`` has one row per dataset and interval construction (``protocol.m2ad``
+grouping and padding / bridge, ``scoring.two_sided``), read from each row's run dir
+``config.yaml``: a run and its re-scored variants (``madbench-eval --variants``). Its
+``flagged`` is the share of all test steps inside detected intervals (pooled over entities).
 """
 from __future__ import annotations
 
@@ -90,16 +96,22 @@ def _paper_m2ad_signals() -> pd.DataFrame:
     return d[d.pipeline == "M2AD"]
 
 
-def paper_on_entities(dataset: str, entities: tuple) -> tuple[float, float, float, float, int]:
-    """M2AD's published per-signal results restricted to ``entities``: (f1, std, f05, std, n)."""
+def _paper_iterations(dataset: str, entities: tuple) -> tuple[pd.DataFrame, int]:
+    """M2AD's published tp/fp/fn per iteration, summed over ``entities``, and how many of
+    them the per-signal file has."""
     d = _paper_m2ad_signals()
     d = d[(d.dataset.str.upper() == dataset.upper()) & d.signal.isin(entities)]
-    if d.empty:
+    return d.groupby("iteration")[["tp", "fp", "fn"]].sum(), d.signal.nunique()
+
+
+def paper_on_entities(dataset: str, entities: tuple) -> tuple[float, float, float, float, int]:
+    """M2AD's published per-signal results restricted to ``entities``: (f1, std, f05, std, n)."""
+    it, n = _paper_iterations(dataset, entities)
+    if it.empty:
         return (np.nan,) * 4 + (0,)
-    it = d.groupby("iteration")[["tp", "fp", "fn"]].sum()
     f1 = _f(it.tp.to_numpy(float), it.fp.to_numpy(float), it.fn.to_numpy(float))
     f05 = _f(it.tp.to_numpy(float), it.fp.to_numpy(float), it.fn.to_numpy(float), 0.5)
-    return f1.mean(), f1.std(ddof=1), f05.mean(), f05.std(ddof=1), d.signal.nunique()
+    return f1.mean(), f1.std(ddof=1), f05.mean(), f05.std(ddof=1), n
 
 
 def m2ad_table2(df: pd.DataFrame) -> pd.DataFrame:
@@ -161,6 +173,95 @@ def m2ad_ablation(df: pd.DataFrame) -> pd.DataFrame:
               "f1_mean", "f1_std",
               "f05_mean", "f05_std", "paper_f1_mean", "paper_f1_std", "paper_f05_mean", "paper_f05_std",
               "paper_same_entities_f1", "paper_same_entities_f1_std"]].reset_index(drop=True)
+
+
+#: the interval constructions in table order, and the config keys that identify a row
+GROUPING_ORDER = {"padding": 0, "forward": 1, "none": 2}
+SEARCH_KEYS = ["grouping", "steps", "sided", "error", "distribution", "calibration", "alpha"]
+
+
+@functools.lru_cache(maxsize=None)
+def construction(run_dir: str) -> tuple:
+    """The interval construction and scoring settings of one run dir, from its config.yaml:
+    (grouping, steps, sided, error, distribution, calibration, alpha). ``steps`` is the
+    padding or the bridge (None for ``grouping=none``); a config written before
+    ``protocol.m2ad.grouping`` existed used padding. ``sided`` is what the scorer applied
+    (``scoring.two_sided``; null: two-sided for area errors only); ``alpha`` the effective one."""
+    from omegaconf import OmegaConf
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise SystemExit(f"madbench-tables: error: {path} is missing; m2ad_search reads each run dir's config")
+    cfg = OmegaConf.load(path)
+    p, sc = cfg.protocol.get("m2ad") or {}, cfg.scoring
+    grouping = p.get("grouping", "padding")
+    steps = {"padding": p.get("padding", 50), "forward": p.get("bridge", 360)}.get(grouping)
+    two = sc.get("two_sided")
+    two = sc.get("error", "point") == "area" if two is None else bool(two)
+    alpha = p.get("alpha") if p.get("alpha") is not None else sc.get("alpha")
+    return (grouping, steps, "two" if two else "one", sc.get("error"), sc.get("distribution"), sc.get("calibration"),
+            alpha)
+
+
+def m2ad_search(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset × interval construction × sidedness: tp/fp/fn (mean over seeds
+    of the sums over entities), F1, F0.5, the flagged share, and the paper beside it."""
+    df = df[(df["scoring"] == "m2ad") & (df["protocol"] == "m2ad") & (df["entity"] != "ALL") & (df["status"] == "ok")]
+    if df.empty:
+        raise SystemExit("madbench-tables: error: no scoring=m2ad results with protocol m2ad in RESULTS")
+    if "run_dir" not in df:
+        raise SystemExit("madbench-tables: error: m2ad_search needs the run_dir column (give it a directory, "
+                         "or a CSV from madbench-collect)")
+    df = df.copy()
+    df[SEARCH_KEYS] = pd.DataFrame([construction(str(d)) for d in df["run_dir"]], index=df.index)
+    df["steps"] = df["steps"].astype("Int64")
+    df["alpha"] = df["alpha"].astype(float)
+    key = ["dataset", "name"] + SEARCH_KEYS
+    # a run and its variant can describe the same construction (e.g. two_sided null vs false
+    # on point errors): one row per entity, the newest
+    df = df.sort_values("finished_at", ascending=False, kind="stable")
+    df = df.drop_duplicates(key + ["seed", "entity"], keep="first")
+    if "n_test" not in df:
+        df["n_test"] = np.nan
+    df["flagged_steps"] = df["detected_fraction"] * df["n_test"]
+    g = df.groupby(key + ["seed"], dropna=False).agg(
+        event_tp=("event_tp", "sum"), event_fp=("event_fp", "sum"), event_fn=("event_fn", "sum"),
+        n_entities=("entity", "nunique"), flagged_steps=("flagged_steps", "sum"), n_test=("n_test", "sum"),
+        flagged_mean=("detected_fraction", "mean"),
+        entities=("entity", lambda s: tuple(sorted(set(s))))).reset_index()
+    g["flagged"] = np.where(g.n_test > 0, g.flagged_steps / g.n_test.where(g.n_test > 0), g.flagged_mean)
+    tp, fp, fn = g.event_tp.to_numpy(float), g.event_fp.to_numpy(float), g.event_fn.to_numpy(float)
+    g["f1"], g["f05"] = _f(tp, fp, fn), _f(tp, fp, fn, 0.5)
+
+    def sd(x):
+        return float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
+
+    s = g.groupby(key, dropna=False).agg(
+        seeds=("seed", "nunique"), entities=("entities", "first"), n_entities=("n_entities", "max"),
+        tp=("event_tp", "mean"), fp=("event_fp", "mean"), fn=("event_fn", "mean"),
+        f1=("f1", "mean"), f1_std=("f1", sd), f05=("f05", "mean"), f05_std=("f05", sd),
+        flagged=("flagged", "mean")).reset_index()
+    paper = pd.read_csv(PAPER_DIR / "m2ad_table2.csv")
+    paper = paper[paper.pipeline == "M2AD"].set_index(paper[paper.pipeline == "M2AD"].dataset.str.lower())
+    rows = []
+    for _, r in s.iterrows():
+        ds = str(r.dataset).lower()
+        it, n_paper = _paper_iterations(ds, r.entities)
+        same = paper_on_entities(ds, r.entities)
+        rows.append({
+            "dataset": ds.upper(), "name": r["name"], **{k: r[k] for k in SEARCH_KEYS}, "seeds": r.seeds,
+            "entities": r.n_entities, "events": r.tp + r.fn, "tp": r.tp, "fp": r.fp, "fn": r.fn,
+            "f1": r.f1, "f1_std": r.f1_std, "f05": r.f05, "f05_std": r.f05_std, "flagged": r.flagged,
+            "paper_f1": paper.f1_mean.get(ds, np.nan), "paper_f05": paper.f05_mean.get(ds, np.nan),
+            "paper_same_entities_f1": same[0], "paper_same_entities_f05": same[2], "paper_entities": n_paper,
+            "paper_tp": it.tp.mean() if len(it) else np.nan, "paper_fp": it.fp.mean() if len(it) else np.nan,
+            "paper_fn": it.fn.mean() if len(it) else np.nan})
+    out = pd.DataFrame(rows)
+    out["delta_f1"] = out.f1 - out.paper_same_entities_f1
+    order = out.grouping.map(lambda v: GROUPING_ORDER.get(v, len(GROUPING_ORDER)))
+    out = out.assign(_o=order).sort_values(["dataset", "name", "error", "distribution", "calibration", "alpha", "_o",
+                                            "steps", "sided"], kind="stable", na_position="first")
+    return out.drop(columns="_o").reset_index(drop=True)
 
 
 #: head → the method name of MADCluster's appendix Table 3
@@ -423,7 +524,7 @@ def attribution_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 TABLES = {"m2ad_table2": m2ad_table2, "m2ad_ablation": m2ad_ablation, "madcluster_t3": madcluster_t3,
-          "madcluster_t2": madcluster_t2, "attribution": attribution_table}
+          "madcluster_t2": madcluster_t2, "attribution": attribution_table, "m2ad_search": m2ad_search}
 
 
 def _pm(m, s) -> str:
@@ -436,8 +537,33 @@ def _delta(d) -> str:
     return f"{d:+.3f}" if d == d else "—"
 
 
+def _render_search(t: pd.DataFrame) -> pd.DataFrame:
+    def num(v, fmt="{:.3f}"):
+        return "—" if v != v or v is None or v is pd.NA else fmt.format(v)
+
+    cols = {"dataset": t.dataset}
+    # settings that are the same in every row say nothing: shown only where they vary
+    for c in ("name", "error", "distribution", "calibration", "alpha"):
+        if t[c].astype(str).nunique() > 1:
+            cols[c] = t[c]
+    cols.update({
+        "grouping": t.grouping, "padding / bridge": [num(v, "{:d}") if v is not pd.NA else "—" for v in t.steps],
+        "sided": t.sided, "seeds": t.seeds,
+        "tp": [num(v, "{:g}") for v in t.tp], "fp": [num(v, "{:g}") for v in t.fp], "fn": [num(v, "{:g}") for v in t.fn],
+        "F1": [_pm(a, b) for a, b in zip(t.f1, t.f1_std)], "F0.5": [_pm(a, b) for a, b in zip(t.f05, t.f05_std)],
+        "flagged": [num(f, "{:.1%}") for f in t.flagged],
+        "F1 paper": [num(v) for v in t.paper_f1], "F0.5 paper": [num(v) for v in t.paper_f05],
+        "F1 paper (same entities)": [num(v) for v in t.paper_same_entities_f1],
+        "tp/fp/fn paper (same entities)": [f"{a:.1f}/{b:.1f}/{c:.1f}" if a == a else "—"
+                                           for a, b, c in zip(t.paper_tp, t.paper_fp, t.paper_fn)],
+        "ΔF1": [_delta(d) for d in t.delta_f1]})
+    return pd.DataFrame(cols)
+
+
 def render(name: str, t: pd.DataFrame) -> pd.DataFrame:
     """Human-readable columns: 'mean ± std' strings."""
+    if name == "m2ad_search":
+        return _render_search(t)
     if name == "madcluster_t2":
         return pd.DataFrame({
             "backbone": t.backbone, "seeds": t.seeds, "entities": t.entities,

@@ -192,3 +192,20 @@ def test_unknown_scoring_and_protocol_keys_are_refused_naming_them(override, mes
     with pytest.raises(ConfigError) as e:
         validate(compose_cfg([override]))
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("override,msg", [
+    ("protocol.m2ad.grouping=backward", "protocol.m2ad.grouping='backward'; expected one of padding, forward, none"),
+    ("protocol.m2ad.bridge=-1", "protocol.m2ad.bridge=-1; expected an integer >= 0"),
+    ("+protocol.m2ad.gruping=forward", "protocol.m2ad.gruping: unknown key; expected one of"),
+    ('rescore=["protocol.m2ad.grouping=forward,backward"]', "protocol.m2ad.grouping='backward'"),
+    ('rescore=["protocol.m2ad.gruping=forward"]', "protocol.m2ad.gruping: unknown key"),
+])
+def test_protocol_parameters_are_checked_at_compose_time(override, msg):
+    """Before any data is read: the job's own protocols and every variant of its rescore list."""
+    cfg = compose_cfg(["scoring=m2ad", "protocol=[m2ad]", override])
+    with pytest.raises(ConfigError) as e:
+        validate(cfg)
+    assert str(e.value).startswith(msg) and "\n" not in str(e.value)
+    validate(compose_cfg(["scoring=m2ad", "protocol=[m2ad]", "protocol.m2ad.grouping=forward",
+                          "protocol.m2ad.bridge=0", 'rescore=["protocol.m2ad.grouping=none"]']))

@@ -261,14 +261,37 @@ def test_raw_scores_under_m2ad_are_calibrated_by_a_fitted_tail():
 
 
 @pytest.mark.parametrize("name, params, message", [
-    ("m2ad", {"grouping": "forward"}, "protocol.m2ad.grouping: unknown key; expected one of window, alpha, padding"),
+    ("m2ad", {"gruping": "forward"}, "protocol.m2ad.gruping: unknown key; expected one of window, alpha, padding, "
+                                     "grouping, bridge, calibration, level"),
+    ("m2ad", {"grouping": "backward"}, "protocol.m2ad.grouping='backward'; expected one of padding, forward, none"),
+    ("m2ad", {"grouping": "forward", "bridge": -1}, "protocol.m2ad.bridge=-1; expected an integer >= 0"),
+    ("m2ad", {"padding": -5}, "protocol.m2ad.padding=-5; expected an integer >= 0"),
+    ("m2ad", {"bridge": 2.5}, "protocol.m2ad.bridge=2.5; expected an integer >= 0"),
     ("m2ad", {"calibration": "gamma"}, "protocol.m2ad.calibration='gamma'; expected one of pot, empirical"),
     ("tslib", {"window": "abc"}, "protocol.tslib.window='abc'; expected an integer >= 1"),
     ("strict", {"threshold": {"method": "foo"}}, "protocol.strict.threshold.method='foo'; expected one of"),
     ("strict", {"threshold": {"quantile": 0.9}}, "protocol.strict.threshold.quantile: unknown key"),
     ("madcluster", {"alpha": 0.1}, "protocol.madcluster.alpha: unknown key; expected one of window"),
+    ("tslib", {"q": 0.9}, "protocol.tslib.q: unknown key; expected one of window"),
 ])
 def test_protocol_keys_and_values_are_checked_when_built(name, params, message):
     with pytest.raises(ConfigError) as info:
         P.build(name, params)
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_forward_and_none_groupings_by_hand():
+    # event [100, 120]; flags at 90 and 130, 300 and 301
+    e = entity("a", [(100, 120)], [90, 130, 300, 301])
+    # forward, bridge 40: 130 <= 90 + 40 joins → [90, 170] (tp, 81 steps); 301 joins 300 → [300, 341] (fp, 42 steps)
+    rows = {r["entity"]: r for r in P.build("m2ad", {"grouping": "forward", "bridge": 40}).evaluate([e])}
+    assert (rows["a"]["event_tp"], rows["a"]["event_fp"], rows["a"]["event_fn"], rows["a"]["n_detected"]) == (1, 1, 0, 2)
+    assert rows["a"]["detected_fraction"] == pytest.approx((81 + 42) / 1000)
+    # bridge 39: 130 > 90 + 39, so [90, 129] and [130, 169] both overlap the event: still one tp, no fp there
+    proto = P.build("m2ad", {"grouping": "forward", "bridge": 39})
+    proto.evaluate([e])
+    assert [d[:2] for d in proto.detected["a"]] == [(90, 129), (130, 169), (300, 340)]
+    # none: four flags → [90], [130] (both miss the event), [300, 301]: tp 0, fp 3, fn 1
+    (row, _) = P.build("m2ad", {"grouping": "none"}).evaluate([e])
+    assert (row["event_tp"], row["event_fp"], row["event_fn"]) == (0, 3, 1)
+    assert row["detected_fraction"] == pytest.approx(4 / 1000)

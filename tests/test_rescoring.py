@@ -37,7 +37,8 @@ def _metric_rows(df):
 
 
 @pytest.mark.parametrize("variant", [["scoring.calibration=chi2"], ["scoring.distribution=normal", "scoring.error=area"],
-                                     ["scoring=raw"]])
+                                     ["scoring=raw"], ["protocol.m2ad.grouping=forward", "protocol.m2ad.bridge=30"],
+                                     ["protocol.m2ad.grouping=none", "scoring.two_sided=true"]])
 def test_rescored_variant_equals_a_job_trained_with_it(m2ad_run, tmp_path, variant):
     out_dir, df = E.rescore(m2ad_run, variant)
     assert out_dir.parent == m2ad_run / "rescored"
@@ -83,13 +84,13 @@ def test_rescoring_a_run_without_residuals_names_file_and_entity(tmp_path):
     assert (failed.status == "failed").all() and failed.error.str.contains("train_residuals").all()
 
 
-def test_failed_variant_is_recorded_and_the_others_go_on(m2ad_run):
-    done, errors = E.rescore_all([m2ad_run], ["scoring.error=bogus,area"], progress=False)
-    assert len(done) == 1 and len(errors) == 1 and "scoring.error='bogus'" in errors[0]
-    statuses = {p.name.split("-")[1]: set(pd.read_csv(p / "results.csv").status)
-                for p in (m2ad_run / "rescored").iterdir() if p.name.startswith("error-")}
-    # a refused value writes no variant dir (it is not a failed job); the others go on
-    assert "bogus" not in statuses and statuses["area"] == {"ok"}
+def test_a_refused_value_in_any_combination_writes_no_variant(own_m2ad_run):
+    """A refused value is not a failed job: every combination is checked before the first is
+    written, so `scoring.error=bogus,area` writes neither (a variant that fails while
+    re-scoring is recorded and the others go on: test_a_crashing_variant_leaves_the_job_ok)."""
+    with pytest.raises(ConfigError, match=r"^scoring\.error='bogus'"):
+        E.rescore_all([own_m2ad_run], ["scoring.error=bogus,area"], progress=False)
+    assert not (own_m2ad_run / "rescored").exists()
 
 
 def test_expand_is_hydras_cartesian_product():
@@ -346,20 +347,32 @@ def own_m2ad_run(m2ad_run, tmp_path):
 
 def test_unknown_keys_are_refused_and_write_nothing(own_m2ad_run):
     """`protocol.m2ad.grouping=forward protocol.m2ad.bridge=0,360` used to write two variant
-    dirs with new hashes and identical numbers: neither key exists."""
-    done, errors = E.rescore_all([own_m2ad_run], ["protocol.m2ad.grouping=forward", "protocol.m2ad.bridge=0,360"],
+    dirs with new hashes and identical numbers when neither key existed (a run trained before
+    issue 14, simulated by taking them out of its config.yaml; `+key=` adds them)."""
+    from omegaconf import OmegaConf
+
+    cfg_path = own_m2ad_run / "config.yaml"
+    new = OmegaConf.load(cfg_path)
+    old = OmegaConf.load(cfg_path)
+    del old.protocol.m2ad["grouping"], old.protocol.m2ad["bridge"]
+    OmegaConf.save(old, cfg_path)
+    with pytest.raises(ConfigError, match=r"^protocol\.m2ad\.grouping: unknown key \(not in the run's config\); "
+                                          r"protocol\.m2ad has alpha, calibration, level, padding, window; a new key "
+                                          r"needs \+protocol\.m2ad\.grouping=\.\.\.$"):
+        E.rescore_all([own_m2ad_run], ["protocol.m2ad.grouping=forward", "protocol.m2ad.bridge=0,360"], progress=False)
+    assert not (own_m2ad_run / "rescored").exists()
+    done, errors = E.rescore_all([own_m2ad_run], ["+protocol.m2ad.grouping=forward", "+protocol.m2ad.bridge=0"],
                                  progress=False)
-    assert done == [] and len(errors) == 2 and not (own_m2ad_run / "rescored").exists()
-    assert all("protocol.m2ad.grouping: unknown key (not in the run's config); protocol.m2ad has alpha, calibration, "
-               "level, padding, window" in e for e in errors)
+    assert len(done) == 1 and not errors
+    OmegaConf.save(new, cfg_path)
     with pytest.raises(ConfigError, match=r"^scoring\.calibraton: unknown key .*scoring has alpha, calibration, covariance_type"):
         E.rescore(own_m2ad_run, ["scoring.calibraton=chi2"])
-    # a key the run has but the protocol does not take, added with +, is refused by the protocol
-    with pytest.raises(ConfigError, match=r"^protocol\.m2ad\.grouping: unknown key; expected one of window, alpha"):
-        E.rescore(own_m2ad_run, ["+protocol.m2ad.grouping=forward"])
-    with pytest.raises(ConfigError, match=r"^protocol\.m2ad\.grouping: unknown key"):
-        E.reevaluate(own_m2ad_run, ["protocol.m2ad.grouping=forward"])
-    assert not (own_m2ad_run / "rescored").exists()
+    # a key added with + that the protocol does not take is refused by the protocol
+    with pytest.raises(ConfigError, match=r"^protocol\.m2ad\.gruping: unknown key; expected one of window, alpha"):
+        E.rescore(own_m2ad_run, ["+protocol.m2ad.gruping=forward"])
+    with pytest.raises(ConfigError, match=r"^protocol\.m2ad\.gruping: unknown key"):
+        E.reevaluate(own_m2ad_run, ["protocol.m2ad.gruping=forward"])
+    assert [p.name for p in (own_m2ad_run / "rescored").iterdir()] == [done[0].name]
 
 
 def test_cli_help_and_a_bad_value_in_place_are_one_line(own_m2ad_run):
@@ -425,3 +438,63 @@ def test_variants_that_give_the_same_scores_are_warned_about(own_m2ad_run):
     notes = []
     done, errors = E.rescore_all([own_m2ad_run], ["scoring.n_components=1,3"], progress=False, notes=notes)
     assert len(done) == 1 and not errors and not [n for n in notes if "same scores" in n]
+
+
+# -- issue 14: interval constructions as protocol keys, --variants --------------------------
+def test_a_grouping_changes_the_m2ad_rows_only(m2ad_run):
+    """The grouping variants above are no identity: their m2ad counts differ from the run's
+    padding, and the strict protocol (no intervals) is unchanged."""
+    parent = _metric_rows(pd.read_csv(m2ad_run / "results.csv"))
+    out_dir, _ = E.rescore(m2ad_run, ["protocol.m2ad.grouping=forward", "protocol.m2ad.bridge=0"])
+    mine = _metric_rows(pd.read_csv(out_dir / "results.csv"))
+    m2ad = mine.protocol == "m2ad"
+    assert not mine[m2ad][["event_tp", "event_fp", "event_fn"]].equals(parent[m2ad][["event_tp", "event_fp", "event_fn"]])
+    pd.testing.assert_frame_equal(mine[~m2ad], parent[~m2ad])
+
+
+def test_protocol_typos_and_bad_values_are_refused_before_any_variant_is_written(own_m2ad_run):
+    """A typo or a bad value in any combination: a one-line error naming the key, and nothing
+    written (no variant dir, results.csv untouched), in both the variant and the in-place path."""
+    results = (own_m2ad_run / "results.csv").read_text()
+    for overrides, msg in ((["protocol.m2ad.gruping=forward,none"], "protocol.m2ad.gruping: unknown key"),
+                           (["protocol.m2ad.grouping=forward", "protocol.m2ad.bridge=50,-1"], "protocol.m2ad.bridge=-1"),
+                           (["protocol.m2ad.grouping=sideways"], "protocol.m2ad.grouping='sideways'")):
+        with pytest.raises(ConfigError, match=msg):
+            E.rescore_all([own_m2ad_run], overrides, progress=False)
+    for overrides, msg in ((["protocol.m2ad.gruping=forward"], "protocol.m2ad.gruping: unknown key"),
+                           (["protocol.m2ad.bridge=-1"], "protocol.m2ad.bridge=-1")):
+        with pytest.raises(ConfigError, match=msg):  # the in-place path too
+            E.main([str(own_m2ad_run)] + overrides)
+    assert (own_m2ad_run / "results.csv").read_text() == results
+    assert not (own_m2ad_run / "rescored").exists()
+
+
+def test_variants_flag_writes_protocol_only_overrides_as_variant_dirs(tmp_path):
+    d = tmp_path / "run"
+    run.main(compose_cfg(M2AD + ["dataset.n_systems=1"]), d)
+    before = pd.read_csv(d / "results.csv")
+    p = subprocess.run([str(BIN / "madbench-eval"), "--variants", str(d), "protocol.m2ad.grouping=none"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    (variant,) = (d / "rescored").iterdir()
+    assert variant.name.startswith("grouping-none-")
+    pd.testing.assert_frame_equal(pd.read_csv(d / "results.csv"), before)  # the run itself is untouched
+    df = pd.read_csv(variant / "results.csv")
+    assert df.config_hash.iloc[0] != before.config_hash.iloc[0] and (df.status == "ok").all()
+    # the search table reads the run and its variant: one row per construction
+    p = subprocess.run([str(BIN / "madbench-tables"), "m2ad_search", str(d)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    table = pd.read_csv(d / "m2ad_search.csv")
+    assert table.grouping.tolist() == ["padding", "none"] and table.sided.tolist() == ["one", "one"]
+
+    def total(frame, c):
+        return frame[(frame.protocol == "m2ad") & (frame.entity == "ALL")][c].iloc[0]
+
+    for c in ("tp", "fp", "fn"):
+        assert table[c].tolist() == [total(before, f"event_{c}"), total(df, f"event_{c}")]
+    # without the flag the same override is re-evaluated in place, as before
+    p = subprocess.run([str(BIN / "madbench-eval"), str(d), "protocol.m2ad.grouping=none"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert len(list((d / "rescored").iterdir())) == 1
+    after = pd.read_csv(d / "results.csv")
+    pd.testing.assert_frame_equal(_metric_rows(after[after.protocol == "m2ad"]), _metric_rows(df[df.protocol == "m2ad"]))

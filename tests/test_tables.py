@@ -240,3 +240,59 @@ def test_m2ad_tables_say_what_they_need():
         with pytest.raises(SystemExit, match=r"no ok protocol=m2ad rows in RESULTS; the M2AD tables need runs with "
                                              r"scoring=m2ad protocol=\[m2ad,\.\.\.\]"):
             table(df[df.protocol != "m2ad"])
+def search_run(tmp_path, name, m2ad, scoring, counts, finished):
+    """A run dir with a config.yaml (protocol.m2ad and scoring as given) and m2ad rows;
+    counts: {entity: (tp, fp, fn, detected_fraction, n_test)}."""
+    import yaml
+
+    d = tmp_path / name
+    d.mkdir()
+    base_scoring = {"name": "m2ad", "error": "point", "distribution": "gmm", "calibration": "gamma", "alpha": 0.001,
+                    "two_sided": None}
+    (d / "config.yaml").write_text(yaml.safe_dump({"protocol": {"m2ad": {"window": 100, "alpha": None, **m2ad}},
+                                                   "scoring": base_scoring | scoring}))
+    out = [dict(dataset="msl", name="m2ad_table2-msl", seed=0, scoring="m2ad", status="ok", entity=ent, protocol="m2ad",
+                event_tp=tp, event_fp=fp, event_fn=fn, detected_fraction=frac, n_test=n, finished_at=finished,
+                run_dir=str(d))
+           for ent, (tp, fp, fn, frac, n) in counts.items()]
+    return out + [dict(dataset="msl", name="m2ad_table2-msl", seed=0, scoring="m2ad", status="ok", entity="ALL",
+                       protocol="m2ad", event_tp=99, event_fp=0, event_fn=0, run_dir=str(d), finished_at=finished)]
+
+
+def test_search_one_row_per_construction_with_the_paper_beside(tmp_path):
+    # the trained run (a config from before protocol.m2ad.grouping: padding 50, two_sided null = one-sided)
+    # and a variant that names the same construction explicitly (older: the run's rows win)
+    parent = search_run(tmp_path, "run", {"padding": 50}, {}, {"C-1": (2, 1, 0, 0.5, 1000), "D-14": (1, 3, 1, 0.2, 3000)},
+                        "2026-01-02")
+    same = search_run(tmp_path, "same", {"grouping": "padding", "padding": 50}, {"two_sided": False},
+                      {"C-1": (0, 0, 2, 0.0, 1000), "D-14": (0, 0, 2, 0.0, 3000)}, "2026-01-01")
+    fwd = search_run(tmp_path, "fwd", {"grouping": "forward", "bridge": 360, "padding": 50}, {"two_sided": True},
+                     {"C-1": (2, 0, 0, 0.9, 1000), "D-14": (2, 1, 0, 0.1, 3000)}, "2026-01-03")
+    none = search_run(tmp_path, "none", {"grouping": "none", "padding": 50}, {},
+                      {"C-1": (1, 7, 1, 0.01, 1000), "D-14": (0, 9, 2, 0.03, 3000)}, "2026-01-03")
+    t = T.m2ad_search(results_frame(parent + same + fwd + none))
+    assert t.grouping.tolist() == ["padding", "forward", "none"]
+    assert t.steps.tolist()[:2] == [50, 360] and t.steps.isna().tolist() == [False, False, True]
+    assert t.sided.tolist() == ["one", "two", "one"]
+    pad, fw, no = (t.iloc[i] for i in range(3))
+    assert (pad.tp, pad.fp, pad.fn) == (3, 4, 1) and pad.f1 == pytest.approx(6 / (6 + 4 + 1))
+    assert pad.f05 == pytest.approx(1.25 * 3 / (1.25 * 3 + 0.25 * 1 + 4))
+    assert pad.flagged == pytest.approx((0.5 * 1000 + 0.2 * 3000) / 4000)  # pooled over steps, not (0.5 + 0.2) / 2
+    assert (fw.tp, fw.fp, fw.fn) == (4, 1, 0) and fw.flagged == pytest.approx((900 + 300) / 4000)
+    assert (no.tp, no.fp, no.fn) == (1, 16, 3) and no.events == 4
+    m, _ = MSL_C1_D14
+    assert (pad.paper_f1, pad.paper_f05) == (0.749, 0.752)
+    assert pad.paper_same_entities_f1 == pytest.approx(m) and pad.delta_f1 == pytest.approx(pad.f1 - m)
+    # per iteration (see MSL_C1_D14): tp 4, fn 0, fp 0 0 1 0 0 → means 4, 0.2, 0
+    assert (pad.paper_tp, pad.paper_fp, pad.paper_fn) == pytest.approx((4, 0.2, 0))
+    shown = T.render("m2ad_search", t)
+    assert shown["padding / bridge"].tolist() == ["50", "360", "—"] and shown.flagged.tolist()[0] == "27.5%"
+    assert "alpha" not in shown and "name" not in shown  # the same in every row: not shown
+
+
+def test_search_needs_each_run_dirs_config(tmp_path):
+    rows_ = search_run(tmp_path, "run", {"padding": 50}, {}, {"C-1": (1, 0, 0, 0.1, 100)}, "2026-01-01")
+    (tmp_path / "run" / "config.yaml").unlink()
+    T.construction.cache_clear()
+    with pytest.raises(SystemExit, match="config.yaml is missing"):
+        T.m2ad_search(results_frame(rows_))

@@ -181,3 +181,24 @@ def test_ablation_experiment_trains_once_and_rescores_every_arm(tmp_path):
     assert p.returncode == 0, p.stderr
     table = pd.read_csv(tmp_path / "sweep" / "m2ad_ablation.csv")
     assert len(table) == 6 and table.paper_f1_mean.notna().all() and (table.n_entities == df.n_entities.max()).all()
+
+
+def test_two_sided_true_is_honoured_for_point_errors():
+    """scoring.two_sided=true gives the 2024 code's p = 2 min(CDF, 1 - CDF) on point errors;
+    null keeps p = 1 - CDF for them. Reference: scipy's normal CDF on pandas' EWM of |r|."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(3)
+    tr, te = rng.normal(size=(400, 1)), rng.normal(0, 2, size=(200, 1))
+    errs = pd.DataFrame(np.abs(te)).ewm(com=10).mean().to_numpy()[:, 0]
+    for two_sided, expected in ((None, lambda c: 1 - c), (False, lambda c: 1 - c),
+                                (True, lambda c: 2 * np.minimum(c, 1 - c))):
+        sc = M2ADScoring(error="point", two_sided=two_sided).fit(series(tr))
+        mu, sd = sc.scorer_.means_[0, 0], sc.scorer_.sigmas_[0, 0]
+        cdf = norm.cdf((errs - mu) / sd)
+        got = sc.transform(series(te)).sensor_p[:, 0]
+        np.testing.assert_allclose(got, np.maximum(expected(cdf), 1e-16), rtol=1e-9, atol=1e-15)
+    # an error far below the train mean is surprising only two-sided
+    low = series(np.full((50, 1), 1e-6))
+    assert M2ADScoring(two_sided=True).fit(series(tr)).transform(low).sensor_p[-1, 0] < 1e-3
+    assert M2ADScoring().fit(series(tr)).transform(low).sensor_p[-1, 0] > 0.999
