@@ -4,7 +4,10 @@
     madbench-tables m2ad_ablation RESULTS [--out DIR]
     madbench-tables madcluster_t3 RESULTS [--out DIR]
     madbench-tables madcluster_t2 RESULTS [--out DIR] [--metric f1]
-    madbench-tables paired RESULTS --paired head=none,madcluster [--by backbone] [--metric f1]
+    madbench-tables madcluster_t1 RESULTS [--out DIR]
+    madbench-tables grid RESULTS [--out DIR] [--metric COLUMN]
+    madbench-tables paired RESULTS --paired head=none,madcluster [--by backbone[,scoring]] [--metric f1]
+    madbench-tables traces RESULTS --paired head=none,madcluster [--entity C-1] [--seed 0] [--wandb]
     madbench-tables attribution RESULTS [--out DIR]
     madbench-tables m2ad_search RESULTS [--out DIR]
 
@@ -17,6 +20,17 @@ mean share of test steps inside detected intervals: event overlap rewards wide i
 set differs from the paper's (e.g. the 19 SMD machines available here), the paper's
 figure is also recomputed on the same entities from the authors' per-signal results.
 
+``madcluster_t1`` has one row per dataset × backbone × number of clusters (``head.k``, read
+from each run dir's ``config.yaml``), the appendix's Table 1 beside. ``grid`` has one row per
+dataset × backbone × head × scoring and one column per protocol: each protocol's own F1
+(strict macro F1, madcluster best window F1, m2ad event F1, tslib PA-F1), or ``--metric``
+under every protocol.
+
+``traces`` is a plot, not a table: per backbone, one entity's test score from the two run
+dirs of a pair (config-equal but for the ``--paired`` key), stacked, each with its threshold
+(``--protocol`` strict or tslib) and the labelled events: ``<out>/traces/*.png`` (and W&B
+with ``--wandb``).
+
 ``m2ad_search`` has one row per dataset and interval construction (``protocol.m2ad``
 grouping and padding / bridge, ``scoring.two_sided``), read from each row's run dir
 ``config.yaml``: a run and its re-scored variants (``madbench-eval --variants``). Its
@@ -26,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 import sys
 from pathlib import Path
 
@@ -287,16 +302,20 @@ def madcluster_per_seed(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return g
 
 
-def madcluster_t3(df: pd.DataFrame) -> pd.DataFrame:
-    g = madcluster_per_seed(df, ["dataset", "backbone", "head"])
-
+def madcluster_summary(g: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per ``by``: the seeds, entities, and mean and std (ddof=1) over seeds of each metric
+    of ``madcluster_per_seed``."""
     def sd(x):
         return float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
 
     aggs = {"seeds": ("seed", "nunique"), "entities": ("n_entities", "max")}
     for m in MC_METRICS + ("strict_f1",):
         aggs[f"{m}_mean"], aggs[f"{m}_std"] = (m, "mean"), (m, sd)
-    s = g.groupby(["dataset", "backbone", "head"]).agg(**aggs).reset_index()
+    return g.groupby(by).agg(**aggs).reset_index()
+
+
+def madcluster_t3(df: pd.DataFrame) -> pd.DataFrame:
+    s = madcluster_summary(madcluster_per_seed(df, ["dataset", "backbone", "head"]), ["dataset", "backbone", "head"])
     paper = pd.read_csv(PAPER_DIR / "madcluster_appendix_t3.csv")
     paper = paper.set_index([paper.method, paper.dataset.str.upper()])
     s["arm"] = [f"{b} alone (head=none)" if h == "none" else f"{T3_ARMS.get(h) or h} (head={h})"
@@ -333,20 +352,23 @@ def _flat(d, prefix="") -> dict:
     return out
 
 
-def run_configs(df: pd.DataFrame) -> dict[str, dict]:
-    """run_id → its flattened, resolved config (from the run dir's config.yaml)."""
+@functools.lru_cache(maxsize=None)
+def _run_config(run_dir: str) -> dict:
+    """A run dir's config.yaml, resolved and flattened (read once per process)."""
     from omegaconf import OmegaConf
 
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise SystemExit(f"madbench-tables: error: {path} is missing; this table reads each run dir's config")
+    return _flat(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+
+
+def run_configs(df: pd.DataFrame) -> dict[str, dict]:
+    """run_id → its flattened, resolved config (from the run dir's config.yaml)."""
     if "run_dir" not in df:
         raise SystemExit("madbench-tables: error: --paired needs the run dirs' configs; give a sweep directory or "
                          "a CSV written by madbench-collect (it has a run_dir column)")
-    out = {}
-    for run_id, run_dir in df.groupby("run_id")["run_dir"].first().items():
-        path = Path(str(run_dir)) / "config.yaml"
-        if not path.exists():
-            raise SystemExit(f"madbench-tables: error: {path} not found; --paired compares the runs' configs")
-        out[run_id] = _flat(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
-    return out
+    return {run_id: _run_config(str(run_dir)) for run_id, run_dir in df.groupby("run_id")["run_dir"].first().items()}
 
 
 def _ignored(key: str, paired: str) -> bool:
@@ -391,12 +413,19 @@ def json_key(d: dict) -> str:
     return json.dumps(d, sort_keys=True, default=str)
 
 
-def paired_table(df: pd.DataFrame, key: str, a: str, b: str, by: str = "backbone", metric: str = "f1",
+def paired_table(df: pd.DataFrame, key: str, a: str, b: str, by: str | list[str] = "backbone", metric: str = "f1",
                  protocol: str = "madcluster") -> pd.DataFrame:
-    """Per ``by`` group: per-entity ``metric`` under ``protocol``, averaged over seeds, arm b
-    minus arm a on the same entities; mean gain, bootstrap 95% CI, Wilcoxon p."""
+    """Per ``by`` group (one result column, or several: ``"backbone,scoring"`` on the grid,
+    whose backbones have a raw and an m2ad arm): per-entity ``metric`` under ``protocol``,
+    averaged over seeds, arm b minus arm a on the same entities; mean gain, bootstrap 95%
+    CI, Wilcoxon p."""
     from madbench.paired import paired_gain
 
+    by = [c.strip() for c in by.split(",")] if isinstance(by, str) else list(by)
+    missing = [c for c in by if c not in df]
+    if missing:
+        raise SystemExit(f"madbench-tables: error: --by {missing[0]}: not a result column; expected e.g. backbone, "
+                         "scoring, dataset")
     pairs = pair_runs(df, key, a, b)
     ent = df[(df["status"] == "ok") & (df["entity"] != "ALL") & (df["protocol"] == protocol)]
     if ent.empty:
@@ -410,7 +439,7 @@ def paired_table(df: pd.DataFrame, key: str, a: str, b: str, by: str = "backbone
             continue
         for e in ga["entity"].unique():
             if (rb, e) in val.index:
-                records.append({by: ga[by].iloc[0], "seed": ga["seed"].iloc[0], "entity": e,
+                records.append({**{c: ga[c].iloc[0] for c in by}, "seed": ga["seed"].iloc[0], "entity": e,
                                 "a": float(val.loc[(ra, e)]), "b": float(val.loc[(rb, e)])})
     rec = pd.DataFrame(records)
     if rec.empty:
@@ -418,7 +447,8 @@ def paired_table(df: pd.DataFrame, key: str, a: str, b: str, by: str = "backbone
     for group, g in rec.groupby(by):
         per_entity = g.groupby("entity")[["a", "b"]].mean()  # averaged over seeds
         gain = paired_gain(per_entity["a"].to_numpy(), per_entity["b"].to_numpy())
-        rows.append({by: group, "seeds": g["seed"].nunique(), "entities": gain.n, f"{metric}_{a}": gain.mean_a,
+        rows.append({**dict(zip(by, group if isinstance(group, tuple) else (group,))), "seeds": g["seed"].nunique(), "entities": gain.n,
+                     f"{metric}_{a}": gain.mean_a,
                      f"{metric}_{b}": gain.mean_b, "mean_gain": gain.mean_gain, "ci_low": gain.ci_low,
                      "ci_high": gain.ci_high, "wilcoxon_p": gain.wilcoxon_p, "verdict": gain.verdict()})
     return pd.DataFrame(rows)
@@ -477,6 +507,164 @@ def _same_direction(ours: float, paper: float, tol: float = 0.005) -> str:
     return "yes" if sign(ours) == sign(paper) else "no"
 
 
+def with_config_column(df: pd.DataFrame, key: str, column: str, table: str) -> pd.DataFrame:
+    """``df`` with ``column`` = the config value ``key`` of each row's run (from run_dir)."""
+    if "run_dir" not in df:
+        raise SystemExit(f"madbench-tables: error: {table} needs the run_dir column to read {key} (give it a "
+                         "directory, or a CSV from madbench-collect)")
+    df = df[df["status"] == "ok"]
+    return df.assign(**{column: [_run_config(str(d)).get(key) for d in df["run_dir"]]})
+
+
+def madcluster_t1(df: pd.DataFrame) -> pd.DataFrame:
+    """Appendix Table 1: per dataset × backbone × number of clusters k (``head.k``, read
+    from each run's config), the madcluster protocol's F1 / Aff-P / Aff-R (mean ± std over
+    seeds of the entity mean) and strict macro F1, the paper's figure for that k beside, and
+    each k against k = 1 (the paper's claim: one cluster is as good or better)."""
+    ok = df[(df["status"] == "ok") & (df["head"] == "madcluster")]
+    if ok.empty:
+        raise SystemExit("madbench-tables: error: no ok head=madcluster results in RESULTS; madcluster_t1 needs "
+                         "experiment=madcluster_t1 runs")
+    by = ["dataset", "backbone", "k"]
+    s = madcluster_summary(madcluster_per_seed(with_config_column(ok, "head.k", "k", "madcluster_t1"), by), by)
+    s["k"] = s["k"].astype(int)
+    paper = pd.read_csv(PAPER_DIR / "madcluster_appendix_t1_clusters.csv")
+    paper = paper.set_index([paper.k.astype(int), paper.dataset.str.upper()])
+    for m in ("f1", "aff_precision", "aff_recall"):
+        s[f"paper_{m}"] = [paper[m].get((int(k), str(ds).upper()), np.nan) for k, ds in zip(s["k"], s["dataset"])]
+    k1 = s[s["k"] == 1].set_index(["dataset", "backbone"])["f1_mean"]
+    s["delta_f1_vs_k1"] = [f - k1.get((ds, bb), np.nan) for f, ds, bb in zip(s["f1_mean"], s["dataset"], s["backbone"])]
+    pk1 = {str(ds).upper(): paper["f1"].get((1, str(ds).upper()), np.nan) for ds in s["dataset"]}
+    s["paper_delta_f1_vs_k1"] = [p - pk1[str(ds).upper()] for p, ds in zip(s["paper_f1"], s["dataset"])]
+    return s.sort_values(["dataset", "backbone", "k"]).reset_index(drop=True)
+
+
+#: protocol → (the aggregate row read, its headline metric) for the grid table: each
+#: protocol's own F1 (strict: point F1 at the train/validation threshold, mean over
+#: entities; madcluster: best window F1, mean over entities; m2ad: event F1 from tp/fp/fn
+#: summed over entities; tslib: point-adjusted F1, mean over entities)
+GRID_METRICS = {"strict": ("macro", "f1"), "madcluster": ("mean", "f1"), "m2ad": ("sum", "event_f1"),
+                "tslib": ("mean", "pa_f1")}
+GRID_BY = ["dataset", "backbone", "head", "scoring"]
+HEAD_ORDER = {"none": 0, "madcluster": 1}
+SCORING_ORDER = {"raw": 0, "m2ad": 1}
+
+
+def grid(df: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
+    """One row per dataset × backbone × head × scoring; per protocol, its headline F1
+    (``GRID_METRICS``), or ``metric`` from every protocol's aggregate row: mean ± std over
+    seeds. ``m2ad_flagged`` is the m2ad protocol's share of test steps inside detected
+    intervals (read its event F1 next to it). Cells whose runs all failed keep a row with
+    the count and the first error."""
+    need = [c for c in GRID_BY + ["protocol", "entity", "status", "seed"] if c not in df]
+    if need:
+        raise SystemExit(f"madbench-tables: error: RESULTS has no {need[0]!r} column; expected madbench result rows")
+    ok = df[(df["status"] == "ok") & (df["entity"] == "ALL")]
+    ok = ok[[GRID_METRICS.get(p, ("", ""))[0] == a for p, a in zip(ok["protocol"], ok["aggregate"].fillna(""))]]
+    if ok.empty:
+        raise SystemExit("madbench-tables: error: no ok aggregate rows of the strict, madcluster, m2ad or tslib "
+                         "protocol in RESULTS (e.g. experiment=grid)")
+    # a config re-run (or a skip_done target collected twice) counts once per seed: the newest row
+    ok = ok.sort_values("finished_at", ascending=False, kind="stable") if "finished_at" in ok else ok
+    ok = ok.drop_duplicates(GRID_BY + ["protocol", "seed"], keep="first")
+
+    def sd(x):
+        return float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
+
+    rows = {}
+    for key, g in ok.groupby(GRID_BY):
+        r = rows.setdefault(key, dict(zip(GRID_BY, key)))
+        r["seeds"] = max(r.get("seeds", 0), g["seed"].nunique())
+        if "n_entities" in g:
+            r["entities"] = max(r.get("entities", 0), int(g["n_entities"].max()))
+        for proto, pg in g.groupby("protocol"):
+            col = metric or GRID_METRICS[proto][1]
+            v = pg[col].astype(float) if col in pg else pd.Series(np.nan, index=pg.index)
+            r[f"{proto}_{col if metric else 'f1'}"], r[f"{proto}_{col if metric else 'f1'}_std"] = v.mean(), sd(v)
+            if proto == "m2ad" and "detected_fraction" in pg:
+                r["m2ad_flagged"] = float(pg["detected_fraction"].mean())
+    failed = df[df["status"] == "failed"]
+    for key, g in failed.groupby(GRID_BY) if len(failed) else []:
+        r = rows.setdefault(key, dict(zip(GRID_BY, key)) | {"seeds": 0})
+        r["failed_runs"] = g["run_id"].nunique() if "run_id" in g else len(g)
+        r["error"] = str(g["error"].dropna().iloc[0]) if "error" in g and g["error"].notna().any() else ""
+    out = pd.DataFrame(list(rows.values()))
+    if "failed_runs" not in out:
+        out["failed_runs"] = 0
+    out["failed_runs"] = out["failed_runs"].fillna(0).astype(int)
+    if "error" not in out:
+        out["error"] = ""
+    out["error"] = out["error"].fillna("")
+    cols = GRID_BY + ["seeds"] + (["entities"] if "entities" in out else [])
+    name = metric or "f1"
+    for proto in GRID_METRICS:
+        cols += [f"{proto}_{name}", f"{proto}_{name}_std"]
+        for c in cols[-2:]:
+            if c not in out:
+                out[c] = np.nan
+    out["m2ad_flagged"] = out["m2ad_flagged"] if "m2ad_flagged" in out else np.nan
+    out = out[cols + ["m2ad_flagged", "failed_runs", "error"]]
+    out = out.sort_values(GRID_BY, key=lambda c: c.map(HEAD_ORDER) if c.name == "head" else
+                          c.map(SCORING_ORDER) if c.name == "scoring" else c, kind="stable")
+    return out.reset_index(drop=True)
+
+
+#: protocols whose threshold is on the per-step score (the plotted trace); madcluster's is on
+#: window scores and m2ad's on p-values
+TRACE_PROTOCOLS = ("strict", "tslib")
+
+
+def traces(df: pd.DataFrame, key: str, a: str, b: str, out: Path, by: str | list[str] = "backbone",
+           entity: str | None = None, seed: int | None = None, protocol: str = "strict", loggers=()) -> pd.DataFrame:
+    """Per ``by`` group, one pair of runs that differ only in ``key`` (``pair_runs``; at
+    ``seed``, default the group's smallest): one entity's test score under each arm, each
+    with its ``protocol`` threshold and the labelled events, stacked in one PNG
+    (``<out>/traces/<group>-<entity>-seed<seed>.png``) read from the two run dirs'
+    scores.npz; each PNG is also given to ``loggers`` (``log_image``). ``entity`` defaults
+    to the first (sorted) one with a labelled event. Returns one row per PNG."""
+    from madbench.rescoring import load_scores
+    from madbench.tracking.plots import plot_traces
+
+    if protocol not in TRACE_PROTOCOLS:
+        raise SystemExit(f"madbench-tables: error: traces --protocol {protocol}: its threshold is not on the step "
+                         f"score; expected one of {', '.join(TRACE_PROTOCOLS)}")
+    by = [c.strip() for c in by.split(",")] if isinstance(by, str) else list(by)
+    ok = df[df["status"] == "ok"]
+    info = ok.groupby("run_id").first()
+    groups: dict[tuple, list] = {}
+    for ra, rb in pair_runs(df, key, a, b):
+        r = info.loc[ra]
+        groups.setdefault(tuple(r[c] for c in by), []).append((int(r["seed"]), ra, rb))
+    rows = []
+    for group, cands in sorted(groups.items(), key=lambda kv: [str(v) for v in kv[0]]):
+        cands = sorted(c for c in cands if seed is None or c[0] == int(seed))
+        if not cands:
+            raise SystemExit(f"madbench-tables: error: traces --seed {seed}: no pair of runs of {dict(zip(by, group))} "
+                             "has that seed")
+        s, ra, rb = cands[0]
+        scores = [{e.name: e for e in load_scores(Path(str(info.loc[r, "run_dir"])))} for r in (ra, rb)]
+        common = sorted(set(scores[0]) & set(scores[1]))
+        if entity is not None and entity not in common:
+            raise SystemExit(f"madbench-tables: error: traces --entity {entity}: not scored in both runs of "
+                             f"{dict(zip(by, group))}; they have {', '.join(common[:10])}")
+        ent = entity or next((n for n in common if scores[0][n].labels.any()), common[0] if common else None)
+        if ent is None:
+            raise SystemExit(f"madbench-tables: error: the runs {ra} and {rb} share no scored entity")
+        arms = []
+        for arm, run, sc in ((a, ra, scores[0]), (b, rb, scores[1])):
+            thr = df[(df["run_id"] == run) & (df["entity"] == ent) & (df["protocol"] == protocol)]["threshold"]
+            arms.append((f"{key}={arm}", sc[ent].score, float(thr.iloc[0]) if len(thr) else None))
+        label = "-".join(str(v) for v in group)
+        stem = re.sub(r"[^A-Za-z0-9._+-]+", "_", f"{label}-{ent}-seed{s}")
+        path = plot_traces(Path(out) / "traces" / f"{stem}.png", f"{label} · {ent} · seed {s}", scores[0][ent].labels,
+                           arms, protocol)
+        for lg in loggers:
+            lg.log_image(f"traces/{stem}", path)
+        rows.append({**dict(zip(by, group)), "seed": s, "entity": ent, "run_a": ra, "run_b": rb,
+                     f"threshold_{a}": arms[0][2], f"threshold_{b}": arms[1][2], "png": str(path)})
+    return pd.DataFrame(rows)
+
+
 # -- sensor attribution (issue 15) -----------------------------------------------------------------
 ATTRIBUTION_BY = ["dataset", "backbone", "objective", "head", "scoring", "attribution"]
 ATTRIBUTION_METRICS = ("hit_100", "hit_150", "ndcg_100")
@@ -524,7 +712,8 @@ def attribution_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 TABLES = {"m2ad_table2": m2ad_table2, "m2ad_ablation": m2ad_ablation, "madcluster_t3": madcluster_t3,
-          "madcluster_t2": madcluster_t2, "attribution": attribution_table, "m2ad_search": m2ad_search}
+          "madcluster_t2": madcluster_t2, "madcluster_t1": madcluster_t1, "grid": grid,
+          "attribution": attribution_table, "m2ad_search": m2ad_search}
 
 
 def _pm(m, s) -> str:
@@ -560,6 +749,22 @@ def _render_search(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+def _mc_render(t: pd.DataFrame, lead: dict, versus: str, delta_ours, delta_paper) -> pd.DataFrame:
+    """The MADCluster appendix tables' columns (T1, T3): ours (mean ± std) beside the paper
+    for F1, Aff-P and Aff-R, each row's F1 against the reference arm ``versus``, strict F1."""
+    return pd.DataFrame({
+        **lead,
+        "F1 ours": [_pm(a, b) for a, b in zip(t.f1_mean, t.f1_std)],
+        "F1 paper": [_pm(a, np.nan) for a in t.paper_f1],
+        f"ΔF1 vs {versus} ours": [_delta(d) for d in delta_ours],
+        "ΔF1 paper": [_delta(d) for d in delta_paper],
+        "Aff-P ours": [_pm(a, b) for a, b in zip(t.aff_precision_mean, t.aff_precision_std)],
+        "Aff-P paper": [_pm(a, np.nan) for a in t.paper_aff_precision],
+        "Aff-R ours": [_pm(a, b) for a, b in zip(t.aff_recall_mean, t.aff_recall_std)],
+        "Aff-R paper": [_pm(a, np.nan) for a in t.paper_aff_recall],
+        "strict F1 (macro)": [_pm(a, b) for a, b in zip(t.strict_f1_mean, t.strict_f1_std)]})
+
+
 def render(name: str, t: pd.DataFrame) -> pd.DataFrame:
     """Human-readable columns: 'mean ± std' strings."""
     if name == "m2ad_search":
@@ -590,19 +795,25 @@ def render(name: str, t: pd.DataFrame) -> pd.DataFrame:
             "machine mean H@100": [f"{a:.3f}" for a in t.hit_100_macro]})
     if name == "paired":
         return t.assign(**{c: t[c].map(lambda v: f"{v:.3g}") for c in t.columns if t[c].dtype.kind == "f"})
+    if name == "madcluster_t1":
+        return _mc_render(t, {"dataset": [str(d).upper() for d in t.dataset], "backbone": t.backbone, "k": t.k,
+                              "seeds": t.seeds}, "k=1", t.delta_f1_vs_k1, t.paper_delta_f1_vs_k1)
+    if name == "grid":
+        metric = [c for c in t.columns if c.startswith("strict_") and not c.endswith("_std")][0][len("strict_"):]
+        heads = {"strict": "F1 (macro)", "madcluster": "best F1 (mean)", "m2ad": "event F1", "tslib": "PA-F1 (mean)"}
+        cols = {"dataset": [str(d).upper() for d in t.dataset], "backbone": t.backbone, "head": t["head"],
+                "scoring": t.scoring, "seeds": t.seeds}
+        for proto in GRID_METRICS:
+            title = f"{proto} {heads[proto] if metric == 'f1' else metric}"
+            cols[title] = [_pm(a, b) for a, b in zip(t[f"{proto}_{metric}"], t[f"{proto}_{metric}_std"])]
+        cols["m2ad flagged"] = [f"{f:.1%}" if f == f else "—" for f in t.m2ad_flagged]
+        if (t.failed_runs > 0).any():
+            cols["failed"] = [f"{n}: {e[:60]}" if n else "" for n, e in zip(t.failed_runs, t.error)]
+        return pd.DataFrame(cols)
     if name == "madcluster_t3":
-        return pd.DataFrame({
-            "dataset": [str(d).upper() for d in t.dataset], "backbone": t.backbone, "arm": t.arm, "seeds": t.seeds,
-            "entities": t.entities,
-            "F1 ours": [_pm(a, b) for a, b in zip(t.f1_mean, t.f1_std)],
-            "F1 paper": [_pm(a, np.nan) for a in t.paper_f1],
-            "ΔF1 vs distance-only ours": [_delta(d) for d in t.delta_f1_vs_distance_only],
-            "ΔF1 paper": [_delta(d) for d in t.paper_delta_f1_vs_distance_only],
-            "Aff-P ours": [_pm(a, b) for a, b in zip(t.aff_precision_mean, t.aff_precision_std)],
-            "Aff-P paper": [_pm(a, np.nan) for a in t.paper_aff_precision],
-            "Aff-R ours": [_pm(a, b) for a, b in zip(t.aff_recall_mean, t.aff_recall_std)],
-            "Aff-R paper": [_pm(a, np.nan) for a in t.paper_aff_recall],
-            "strict F1 (macro)": [_pm(a, b) for a, b in zip(t.strict_f1_mean, t.strict_f1_std)]})
+        return _mc_render(t, {"dataset": [str(d).upper() for d in t.dataset], "backbone": t.backbone, "arm": t.arm,
+                              "seeds": t.seeds, "entities": t.entities},
+                          "distance-only", t.delta_f1_vs_distance_only, t.paper_delta_f1_vs_distance_only)
     if name == "m2ad_table2":
         return pd.DataFrame({
             "dataset": t.dataset, "seeds": t.seeds, "events": t.events,
@@ -624,46 +835,88 @@ def render(name: str, t: pd.DataFrame) -> pd.DataFrame:
         "flagged": [f"{f:.1%}" if f == f else "—" for f in t.detected_fraction]})
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="madbench-tables", description=__doc__.split("\n\n")[0])
-    ap.add_argument("table", choices=sorted(TABLES) + ["paired"])
-    ap.add_argument("results", type=Path, help="collected CSV or a directory of run dirs")
-    ap.add_argument("--out", type=Path, default=None, help="output directory (default: beside RESULTS)")
-    ap.add_argument("--paired", default=None, metavar="KEY=A,B",
-                    help="paired comparison of two arms that differ only in KEY (e.g. head=none,madcluster)")
-    ap.add_argument("--by", default="backbone", help="group the paired comparison by this result column")
-    ap.add_argument("--metric", default="f1", help="the per-entity metric compared (madcluster protocol rows)")
-    ap.add_argument("--protocol", default="madcluster", help="the protocol whose per-entity rows are paired")
-    a = ap.parse_args(argv)
-    df = load_results(a.results)
-    if a.table == "paired":
-        if not a.paired or "=" not in a.paired or len(a.paired.split("=", 1)[1].split(",")) != 2:
-            raise SystemExit("madbench-tables: error: paired needs --paired KEY=A,B (e.g. head=none,madcluster)")
-        key, arms = a.paired.split("=", 1)
-        arm_a, arm_b = arms.split(",")
-        t = paired_table(df, key, arm_a, arm_b, a.by, a.metric, a.protocol)
-    elif a.table == "madcluster_t2":
-        t = madcluster_t2(df, a.metric)
-    else:
-        t = TABLES[a.table](df)
-    shown = render(a.table, t)
-    out = a.out or (a.results if a.results.is_dir() else a.results.parent)
-    out.mkdir(parents=True, exist_ok=True)
-    t.to_csv(out / f"{a.table}.csv", index=False)
-    (out / f"{a.table}.md").write_text(shown.to_markdown(index=False) + "\n")
-    (out / f"{a.table}.tex").write_text(shown.to_latex(index=False).replace("±", r"$\pm$").replace("Δ", r"$\Delta$"))
+def _paired_arg(a, table: str) -> tuple[str, str, str]:
+    if not a.paired or "=" not in a.paired or len(a.paired.split("=", 1)[1].split(",")) != 2:
+        raise SystemExit(f"madbench-tables: error: {table} needs --paired KEY=A,B (e.g. head=none,madcluster)")
+    key, arms = a.paired.split("=", 1)
+    arm_a, arm_b = arms.split(",")
+    return key, arm_a, arm_b
+
+
+def _print(title: str, shown: pd.DataFrame) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    rt = Table(title=a.table)
+    rt = Table(title=title)
     for c in shown.columns:
         rt.add_column(str(c))
     for _, r in shown.iterrows():
         rt.add_row(*[str(v) for v in r])
     Console(width=None if sys.stdout.isatty() else 160).print(rt)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="madbench-tables", description=__doc__.split("\n\n")[0])
+    ap.add_argument("table", choices=sorted(TABLES) + ["paired", "traces"])
+    ap.add_argument("results", type=Path, help="collected CSV or a directory of run dirs")
+    ap.add_argument("--out", type=Path, default=None, help="output directory (default: beside RESULTS)")
+    ap.add_argument("--paired", default=None, metavar="KEY=A,B",
+                    help="paired comparison of two arms that differ only in KEY (e.g. head=none,madcluster)")
+    ap.add_argument("--by", default="backbone",
+                    help="group the paired comparison by this result column (or several, comma-separated)")
+    ap.add_argument("--metric", default=None,
+                    help="paired / madcluster_t2: the per-entity metric compared (default f1); grid: this column "
+                         "under every protocol instead of each protocol's own F1")
+    ap.add_argument("--protocol", default=None,
+                    help="paired: the protocol whose per-entity rows are paired (default madcluster); traces: the "
+                         "protocol whose threshold is drawn (default strict)")
+    ap.add_argument("--entity", default=None, help="traces: the entity (channel) plotted (default: the first with "
+                    "a labelled event)")
+    ap.add_argument("--seed", type=int, default=None, help="traces: the seed plotted (default: the smallest)")
+    ap.add_argument("--wandb", action="store_true", help="traces: also log the PNGs to one W&B run (job_type "
+                    "traces; offline unless logged in)")
+    a = ap.parse_args(argv)
+    df = load_results(a.results)
+    out = a.out or (a.results if a.results.is_dir() else a.results.parent)
+    if a.table == "traces":
+        key, arm_a, arm_b = _paired_arg(a, a.table)
+        loggers = []
+        if a.wandb:
+            import uuid
+
+            from madbench.tracking.wandb import WandbLogger
+
+            out.mkdir(parents=True, exist_ok=True)
+            loggers.append(WandbLogger(job_type="traces").start(
+                {"paired": a.paired, "by": a.by, "protocol": a.protocol or "strict", "results": str(a.results)}, out,
+                f"traces-{key}", None, [], f"traces-{uuid.uuid4().hex[:8]}"))
+        try:
+            t = traces(df, key, arm_a, arm_b, out, a.by, a.entity, a.seed, a.protocol or "strict", loggers)
+        finally:
+            for lg in loggers:
+                lg.finish()
+        t.to_csv(out / "traces.csv", index=False)
+        _print("traces", t.drop(columns=["run_a", "run_b"]))
+        print(f"wrote {len(t)} PNG(s) under {out / 'traces'} and {out / 'traces.csv'}")
+        return
+    if a.table == "paired":
+        key, arm_a, arm_b = _paired_arg(a, a.table)
+        t = paired_table(df, key, arm_a, arm_b, a.by, a.metric or "f1", a.protocol or "madcluster")
+    elif a.table == "madcluster_t2":
+        t = madcluster_t2(df, a.metric or "f1")
+    elif a.table == "grid":
+        t = grid(df, a.metric)
+    else:
+        t = TABLES[a.table](df)
+    shown = render(a.table, t)
+    out.mkdir(parents=True, exist_ok=True)
+    t.to_csv(out / f"{a.table}.csv", index=False)
+    (out / f"{a.table}.md").write_text(shown.to_markdown(index=False) + "\n")
+    (out / f"{a.table}.tex").write_text(shown.to_latex(index=False).replace("±", r"$\pm$").replace("Δ", r"$\Delta$"))
+    _print(a.table, shown)
     print(f"wrote {out / a.table}.csv, .md, .tex")
     if a.table in ("paired", "madcluster_t2"):
-        arms = ([f"{a.metric}_{x}" for x in a.paired.split("=", 1)[1].split(",")] if a.table == "paired"
+        arms = ([f"{a.metric or 'f1'}_{x}" for x in a.paired.split("=", 1)[1].split(",")] if a.table == "paired"
                 else ["f1_none", "f1_madcluster"])
         write_cd_diagram(t, arms, out / f"{a.table}_cd.png", title=f"{a.table}: mean rank over {a.by}s")
 

@@ -209,3 +209,45 @@ def test_protocol_parameters_are_checked_at_compose_time(override, msg):
     assert str(e.value).startswith(msg) and "\n" not in str(e.value)
     validate(compose_cfg(["scoring=m2ad", "protocol=[m2ad]", "protocol.m2ad.grouping=forward",
                           "protocol.m2ad.bridge=0", 'rescore=["protocol.m2ad.grouping=none"]']))
+
+
+def _sweep_params(experiment: str) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    return {k: str(v).split(",") for k, v in cfg.hydra.sweeper.params.items()}
+
+
+def test_madcluster_t1_sweeps_k_1_to_10_on_dcdetector_over_the_four_datasets():
+    params = _sweep_params("madcluster_t1")
+    assert params["head.k"] == [str(k) for k in range(1, 11)] and params["dataset"] == ["msl", "smap", "smd", "psm"]
+    for k in (1, 4):
+        cfg = compose_cfg(["experiment=madcluster_t1", f"head.k={k}"], tiny=False)
+        validate(cfg)
+        assert (cfg.backbone.name, cfg.objective.name, cfg.head.name, cfg.head.k) == ("dcdetector", "contrastive",
+                                                                                      "madcluster", k)
+        assert list(cfg.protocol) == ["madcluster", "strict"] and cfg.name == f"madcluster_t1-msl-dcdetector-k{k}"
+        assert (cfg.trainer.epochs, cfg.trainer.batch_size, cfg.dataset.window) == (30, 128, 100)
+    # the other reading of the appendix (its k = 1 row is Table 3's DeepSVDD-based one): the backbone brings its objective
+    assert compose_cfg(["experiment=madcluster_t1", "backbone=deepsvdd"], tiny=False).objective.name == "one_class"
+
+
+def test_grid_asks_for_the_m2ad_arm_exactly_where_the_objective_has_residuals():
+    """The grid's objective → rescore table against each objective's has_residuals: a new
+    objective, or one whose residuals change, fails here instead of failing (or missing)
+    jobs in the sweep."""
+    from hydra.utils import get_class
+
+    grid = OmegaConf.load(CONFIGS / "experiment" / "grid.yaml")
+    assert sorted(grid.grid_rescore) == options("objective")
+    for name in options("objective"):
+        has = get_class(OmegaConf.load(CONFIGS / "objective" / f"{name}.yaml")._target_).has_residuals
+        assert list(grid.grid_rescore[name]) == (["scoring=m2ad"] if has else []), name
+    params = _sweep_params("grid")
+    assert sorted(params["backbone"]) == options("backbone") and params["head"] == ["none", "madcluster"]
+    for backbone, rescore in (("lstm", ["scoring=m2ad"]), ("dcdetector", []), ("thoc", [])):
+        cfg = compose_cfg(["experiment=grid", f"backbone={backbone}", "head=madcluster"], tiny=False)
+        validate(cfg)  # the rescore list is checked here too: nothing the sweep runs is refused
+        assert list(cfg.rescore) == rescore and cfg.scoring.name == "raw"
+        assert list(cfg.protocol) == ["strict", "madcluster", "m2ad", "tslib"]

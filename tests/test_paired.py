@@ -49,6 +49,10 @@ def test_friedman_ranks_by_hand():
     np.testing.assert_allclose(mean_ranks(s), [2.125, 1.375, 2.5])
     f = friedman(s, ["none", "madcluster", "other"])
     assert f.p == pytest.approx(stats.friedmanchisquare(*s.T).pvalue) and f.n_blocks == 4
+    # Friedman's χ² by hand: rank sums R = 8.5, 5.5, 10 → 12/(N k (k+1)) Σ R² − 3N(k+1)
+    # = 12/48 · 202.5 − 48 = 2.625; the one tied pair (t = 2) divides it by
+    # 1 − Σ(t³ − t)/(N k (k² − 1)) = 1 − 6/96 → 2.8; χ²(2 dof) survival: p = e^(−2.8/2)
+    assert f.statistic == pytest.approx(2.8) and f.p == pytest.approx(np.exp(-1.4))
     # Nemenyi CD for k = 3, N = 4: q_0.05 = 3.314 / √2 (Demšar's table gives 2.343)
     assert nemenyi_cd(3, 4) == pytest.approx(2.343 * np.sqrt(3 * 4 / (6 * 4)), rel=1e-3)
 

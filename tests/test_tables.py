@@ -4,6 +4,7 @@ Expected values are hand-computed below, the paper's same-entity figures include
 worked out once by hand from the authors' per-signal file (madbench/paper/, identical to
 ../shared/paper_tables/m2ad_benchmark_per_signal.csv) and are written here as numbers."""
 import csv
+import json
 import statistics
 import subprocess
 import sys
@@ -296,3 +297,218 @@ def test_search_needs_each_run_dirs_config(tmp_path):
     T.construction.cache_clear()
     with pytest.raises(SystemExit, match="config.yaml is missing"):
         T.m2ad_search(results_frame(rows_))
+
+
+# -- appendix Table 1 (number of clusters) -------------------------------------------------------
+def t1_results(tmp_path):
+    """Run dirs (config.yaml with head.k) for k = 1, 2, 3 × 2 seeds on MSL and k = 1 on PSM:
+    madcluster ALL rows with F1 = 0.5 − 0.05·(k − 1) + 0.02·seed, strict macro beside."""
+    import yaml
+
+    out = []
+    for ds, ks in (("msl", (1, 2, 3)), ("psm", (1,))):
+        for k in ks:
+            for seed in (0, 1):
+                d = tmp_path / f"{ds}-k{k}-{seed}"
+                d.mkdir()
+                (d / "config.yaml").write_text(yaml.safe_dump({"head": {"name": "madcluster", "k": k}, "seed": seed}))
+                v = 0.5 - 0.05 * (k - 1) + 0.02 * seed
+                base = dict(dataset=ds, backbone="dcdetector", head="madcluster", seed=seed, status="ok", entity="ALL",
+                            run_dir=str(d), name=f"madcluster_t1-{ds}-dcdetector-k{k}")
+                out.append(base | dict(protocol="madcluster", aggregate="mean", f1=v, aff_precision=v + 0.2,
+                                       aff_recall=0.9, vus_roc=0.6, vus_pr=0.3, n_entities=27))
+                out.append(base | dict(protocol="strict", aggregate="macro", f1=v / 10))
+    # a failed run of k = 9 (no config.yaml) must not be read
+    out.append(dict(dataset="msl", backbone="dcdetector", head="madcluster", seed=0, status="failed", entity="ALL",
+                    protocol="madcluster", run_dir=str(tmp_path / "absent")))
+    return results_frame(out)
+
+
+def test_madcluster_t1_reads_k_from_each_run_and_puts_the_paper_beside(tmp_path):
+    t = T.madcluster_t1(t1_results(tmp_path)).set_index(["dataset", "k"])
+    assert list(t.index) == [("msl", 1), ("msl", 2), ("msl", 3), ("psm", 1)]
+    m3 = t.loc[("msl", 3)]
+    assert m3.f1_mean == pytest.approx(0.41) and m3.f1_std == pytest.approx(statistics.stdev([0.40, 0.42]))
+    assert m3.aff_precision_mean == pytest.approx(0.61) and m3.strict_f1_mean == pytest.approx(0.041)
+    assert m3.seeds == 2 and m3.entities == 27
+    # the paper's appendix T1: MSL k = 3 .48 / .71 / .98, k = 1 .52; PSM k = 1 .67
+    assert (m3.paper_f1, m3.paper_aff_precision, m3.paper_aff_recall) == (0.48, 0.71, 0.98)
+    assert m3.delta_f1_vs_k1 == pytest.approx(-0.10) and m3.paper_delta_f1_vs_k1 == pytest.approx(-0.04)
+    assert t.loc[("psm", 1), "paper_f1"] == 0.67 and t.loc[("psm", 1), "delta_f1_vs_k1"] == 0
+    shown = T.render("madcluster_t1", t.reset_index())
+    assert shown["F1 ours"].tolist()[2] == f"0.410 ± {statistics.stdev([0.40, 0.42]):.3f}"
+    assert shown["ΔF1 paper"].tolist()[2] == "-0.040" and "ΔF1 vs k=1 ours" in shown
+
+
+def test_madcluster_t1_needs_the_run_dirs(tmp_path):
+    df = t1_results(tmp_path)
+    with pytest.raises(SystemExit, match="madcluster_t1 needs the run_dir column to read head.k"):
+        T.madcluster_t1(df.drop(columns="run_dir"))
+
+
+# -- the backbone × head × scoring grid ----------------------------------------------------------
+def grid_rows():
+    """lstm (raw and m2ad) and deepsvdd (raw only) × none/madcluster × 2 seeds, each protocol's
+    aggregate rows (and the ones the grid must not read), and usad's failed run."""
+    out = []
+    for bb, scorings in (("lstm", ("raw", "m2ad")), ("deepsvdd", ("raw",))):
+        for head in ("none", "madcluster"):
+            for sc in scorings:
+                for seed in (0, 1):
+                    v = {"lstm": 0.4, "deepsvdd": 0.2}[bb] + (0.1 if head == "madcluster" else 0) \
+                        + (0.05 if sc == "m2ad" else 0) + 0.02 * seed
+                    base = dict(dataset="msl", backbone=bb, head=head, scoring=sc, seed=seed, status="ok",
+                                entity="ALL", run_id=f"{bb}{head}{sc}{seed}", n_entities=27,
+                                finished_at="2026-01-01")
+                    out += [base | dict(protocol="strict", aggregate="macro", f1=v, vus_roc=0.7),
+                            base | dict(protocol="strict", aggregate="micro", f1=0.99),
+                            base | dict(protocol="madcluster", aggregate="mean", f1=v + 0.3, vus_roc=0.6),
+                            base | dict(protocol="m2ad", aggregate="sum", event_f1=v + 0.1, f1=0.99,
+                                        detected_fraction=0.1 * (seed + 1)),
+                            base | dict(protocol="tslib", aggregate="mean", f1=0.99, pa_f1=v + 0.2),
+                            base | dict(protocol="strict", aggregate="", entity="C-1", f1=0.99)]
+    # an older duplicate of one seed (a re-run): the newest row counts
+    out.append(dict(dataset="msl", backbone="lstm", head="none", scoring="raw", seed=0, status="ok", entity="ALL",
+                    protocol="strict", aggregate="macro", f1=0.0, run_id="old", finished_at="2025-01-01"))
+    out.append(dict(dataset="msl", backbone="usad", head="none", scoring="raw", seed=0, status="failed", entity="ALL",
+                    protocol="strict", run_id="u0", error="backbone.model.hidden=100 is wider than the input"))
+    return results_frame(out)
+
+
+def test_grid_one_row_per_backbone_head_scoring_with_each_protocols_f1():
+    t = T.grid(grid_rows())
+    keys = list(zip(t.backbone, t["head"], t.scoring))
+    assert keys == [("deepsvdd", "none", "raw"), ("deepsvdd", "madcluster", "raw"), ("lstm", "none", "raw"),
+                    ("lstm", "none", "m2ad"), ("lstm", "madcluster", "raw"), ("lstm", "madcluster", "m2ad"),
+                    ("usad", "none", "raw")]
+    r = t.set_index(["backbone", "head", "scoring"]).loc[("lstm", "madcluster", "m2ad")]
+    # v = 0.4 + 0.1 + 0.05 + 0.02·seed → seeds 0.55, 0.57
+    assert r.strict_f1 == pytest.approx(0.56) and r.strict_f1_std == pytest.approx(statistics.stdev([0.55, 0.57]))
+    assert r.madcluster_f1 == pytest.approx(0.86) and r.m2ad_f1 == pytest.approx(0.66)
+    assert r.tslib_f1 == pytest.approx(0.76) and r.m2ad_flagged == pytest.approx(0.15) and r.seeds == 2
+    assert t.set_index(["backbone", "head", "scoring"]).loc[("lstm", "none", "raw"), "strict_f1"] == pytest.approx(0.41)
+    u = t[t.backbone == "usad"].iloc[0]
+    assert u.failed_runs == 1 and "wider" in u.error and u.seeds == 0 and u.strict_f1 != u.strict_f1
+    shown = T.render("grid", t)
+    assert list(shown.columns)[5:9] == ["strict F1 (macro)", "madcluster best F1 (mean)", "m2ad event F1",
+                                        "tslib PA-F1 (mean)"]
+    assert shown["failed"].tolist()[-1].startswith("1: backbone.model.hidden")
+    # --metric: one column under every protocol (m2ad's aggregate row has none: empty)
+    v = T.grid(grid_rows(), "vus_roc").set_index(["backbone", "head", "scoring"]).loc[("lstm", "none", "raw")]
+    assert (v.strict_vus_roc, v.madcluster_vus_roc) == pytest.approx((0.7, 0.6)) and v.m2ad_vus_roc != v.m2ad_vus_roc
+    assert "vus_roc" in " ".join(T.render("grid", T.grid(grid_rows(), "vus_roc")).columns)
+
+
+def test_grid_cli_writes_the_table(tmp_path):
+    grid_rows().to_csv(tmp_path / "collected.csv", index=False)
+    p = subprocess.run([str(BIN / "madbench-tables"), "grid", str(tmp_path / "collected.csv"), "--out",
+                        str(tmp_path / "out")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert len(pd.read_csv(tmp_path / "out" / "grid.csv")) == 7
+    assert "m2ad event F1" in (tmp_path / "out" / "grid.md").read_text()
+
+
+# -- paired statistics on the grid, the refusal as a user sees it, traces ----------------------------
+def paired_grid_results(tmp_path):
+    """Minimal run dirs (config.yaml: backbone, head, scoring, seed) for lstm × {raw, m2ad} ×
+    {none, madcluster} × 2 seeds × 3 entities: the head adds +0.1 under raw and nothing under
+    m2ad; scores.npz for the traces."""
+    import yaml
+
+    from madbench.tracking.csv import write_npz
+
+    base = {"C-1": 0.3, "D-14": 0.5, "M-6": 0.2}
+    labels = np.zeros(50, dtype=np.int8)
+    labels[20:25] = 1
+    rows = []
+    for sc in ("raw", "m2ad"):
+        for head in ("none", "madcluster"):
+            for seed in (0, 1):
+                d = tmp_path / f"{sc}-{head}-{seed}"
+                d.mkdir()
+                (d / "config.yaml").write_text(yaml.safe_dump({"backbone": {"name": "lstm"}, "head": {"name": head},
+                                                               "scoring": {"name": sc}, "seed": seed}))
+                rid = f"{sc}{head}{seed}"
+                gain = 0.1 if (head == "madcluster" and sc == "raw") else 0.0
+                arrays = {}
+                for e, v in base.items():
+                    rows.append(dict(run_id=rid, run_dir=str(d), dataset="msl", backbone="lstm", head=head, scoring=sc,
+                                     seed=seed, status="ok", entity=e, protocol="madcluster", f1=v + gain))
+                    rows.append(dict(run_id=rid, run_dir=str(d), dataset="msl", backbone="lstm", head=head, scoring=sc,
+                                     seed=seed, status="ok", entity=e, protocol="strict", f1=v,
+                                     threshold=2.0 if head == "none" else 20.0))
+                    score = np.linspace(0, 1, 50) * (10 if head == "madcluster" else 1)
+                    for n, a in {"labels": labels if e != "C-1" else np.zeros(50, np.int8), "score": score,
+                                 "train_score": score, "val_mask": np.ones(50, bool), "window_score": score[:40],
+                                 "window_start": np.arange(40)}.items():
+                        arrays[f"{e}__{n}"] = a
+                arrays["__meta__"] = np.array(json.dumps({"entities": sorted(base), "window": 10}))
+                write_npz(d / "scores.npz", arrays)
+    return results_frame(rows)
+
+
+def test_paired_by_several_columns_keeps_the_grids_scorings_apart(tmp_path):
+    df = paired_grid_results(tmp_path)
+    t = T.paired_table(df, "head", "none", "madcluster", "backbone,scoring").set_index(["backbone", "scoring"])
+    assert t.loc[("lstm", "raw"), "mean_gain"] == pytest.approx(0.1) and t.loc[("lstm", "raw"), "verdict"] == "gain"
+    # identical arms: p = 1, a CI at 0
+    m = t.loc[("lstm", "m2ad")]
+    assert m.mean_gain == 0 and m.wilcoxon_p == 1.0 and m.ci_low == 0 == m.ci_high and m.verdict == "CI covers 0"
+    with pytest.raises(SystemExit, match="--by machine: not a result column"):
+        T.paired_table(df, "head", "none", "madcluster", "backbone,machine")
+
+
+def test_paired_cli_refuses_a_config_difference_in_one_line_naming_the_key(tmp_path):
+    df = t2_results(tmp_path, differ="trainer.epochs=7")
+    df.to_csv(tmp_path / "collected.csv", index=False)
+    p = subprocess.run([str(BIN / "madbench-tables"), "paired", str(tmp_path / "collected.csv"),
+                        "--paired", "head=none,madcluster"], capture_output=True, text=True)
+    assert p.returncode != 0 and p.stderr.count("\n") == 1
+    assert p.stderr.startswith("madbench-tables: error: --paired head=none,madcluster: run ")
+    assert "the closest differs in 'trainer.epochs'" in p.stderr
+    assert not (tmp_path / "paired.csv").exists()  # nothing half-written
+
+
+class _Images:
+    def __init__(self):
+        self.logged = []
+
+    def log_image(self, name, path):
+        self.logged.append((name, path))
+
+
+def test_traces_plot_each_pair_with_its_thresholds_and_log_them(tmp_path):
+    df = paired_grid_results(tmp_path)
+    lg = _Images()
+    t = T.traces(df, "head", "none", "madcluster", tmp_path / "out", by="backbone,scoring", loggers=[lg])
+    assert sorted(zip(t.scoring, t.seed, t.entity)) == [("m2ad", 0, "D-14"), ("raw", 0, "D-14")]  # C-1 has no event
+    assert (t.threshold_none == 2.0).all() and (t.threshold_madcluster == 20.0).all()
+    assert [n for n, _ in lg.logged] == [f"traces/{Path(p).stem}" for p in t.png]
+    assert all(Path(p).stat().st_size > 5000 for p in t.png) and Path(t.png[0]).parent == tmp_path / "out" / "traces"
+    one = T.traces(df, "head", "none", "madcluster", tmp_path / "o2", by="backbone,scoring", entity="C-1", seed=1)
+    assert (one.seed == 1).all() and (one.entity == "C-1").all()
+    with pytest.raises(SystemExit, match="traces --entity X-9: not scored in both runs"):
+        T.traces(df, "head", "none", "madcluster", tmp_path / "o3", by="backbone,scoring", entity="X-9")
+    with pytest.raises(SystemExit, match="traces --protocol madcluster: its threshold is not on the step score"):
+        T.traces(df, "head", "none", "madcluster", tmp_path / "o4", protocol="madcluster")
+
+
+def test_grid_job_end_to_end_scores_raw_and_rescores_m2ad_from_the_same_model(tmp_path):
+    """experiment=grid on tiny synthetic data: one lstm job gives the raw arm under the four
+    protocols and its m2ad arm re-scored from the kept residuals; a deepsvdd job (no
+    residuals) is scored raw only and nothing fails. Under protocol=madcluster the window
+    score does not depend on scoring, so the two arms' rows are equal there."""
+    from madbench import run
+    from tests.conftest import compose_cfg
+
+    for backbone in ("lstm", "deepsvdd"):
+        cfg = compose_cfg(["experiment=grid", "dataset=synthetic", f"backbone={backbone}", "trainer.epochs=1",
+                           "logger.csv.plots=false"])
+        run.main(cfg, tmp_path / "sweep" / backbone)
+    assert not (tmp_path / "sweep" / "deepsvdd" / "rescored").exists()
+    t = T.grid(T.load_results(tmp_path / "sweep"))
+    assert list(zip(t.backbone, t.scoring)) == [("deepsvdd", "raw"), ("lstm", "raw"), ("lstm", "m2ad")]
+    assert (t.failed_runs == 0).all() and t[[f"{p}_f1" for p in T.GRID_METRICS]].notna().all().all()
+    lstm = t[t.backbone == "lstm"].set_index("scoring")
+    assert lstm.loc["raw", "madcluster_f1"] == lstm.loc["m2ad", "madcluster_f1"]
+    assert lstm.loc["raw", "strict_f1"] != lstm.loc["m2ad", "strict_f1"]

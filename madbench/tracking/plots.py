@@ -1,4 +1,5 @@
-"""Per-entity PNGs: the test score, the threshold and the true anomaly spans; and, for one
+"""Per-entity PNGs: the test score, the threshold and the true anomaly spans; the same for
+several arms of one entity stacked (e.g. a backbone without and with a head); and, for one
 ground-truth event, the sensors ranked by attribution with the true ones marked."""
 from __future__ import annotations
 
@@ -27,22 +28,48 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_entity(path: Path, name: str, score: np.ndarray, labels: np.ndarray, threshold: float | None,
-                protocol: str = "strict") -> Path:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(12, 3.2), dpi=90)
-    t = np.arange(len(score))
-    ax.plot(t, score, lw=0.7, color="tab:blue", label="score")
+def _trace(ax, score: np.ndarray, labels: np.ndarray, threshold: float | None, protocol: str,
+           label: str = "score") -> None:
+    """One test score on ``ax``: the trace, the labelled anomaly spans (red), the threshold
+    (dashed), and a log axis when the positive scores span more than three decades."""
+    score = np.asarray(score, dtype=np.float64)
+    ax.plot(np.arange(len(score)), score, lw=0.7, color="tab:blue", label=label)
     for s, e in label_events(labels):
         ax.axvspan(s, e + 1, color="tab:red", alpha=0.18, lw=0)
     if threshold is not None and np.isfinite(threshold):
         ax.axhline(threshold, color="black", ls="--", lw=0.8, label=f"{protocol} threshold")
-    ax.set_title(f"{name}: test score (red spans: labelled anomalies)", fontsize=9)
-    ax.set_xlabel("test step")
     finite = score[np.isfinite(score)]
     if len(finite) and finite.min() > 0 and finite.max() / max(finite.min(), 1e-12) > 1e3:
         ax.set_yscale("log")
     ax.legend(loc="upper left", fontsize=7)
+
+
+def plot_entity(path: Path, name: str, score: np.ndarray, labels: np.ndarray, threshold: float | None,
+                protocol: str = "strict") -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(12, 3.2), dpi=90)
+    _trace(ax, score, labels, threshold, protocol)
+    ax.set_title(f"{name}: test score (red spans: labelled anomalies)", fontsize=9)
+    ax.set_xlabel("test step")
+    return _save(fig, path)
+
+
+def plot_traces(path: Path, title: str, labels: np.ndarray, arms: list[tuple[str, np.ndarray, float | None]],
+                protocol: str = "strict") -> Path:
+    """One entity's test score under each arm (e.g. without and with a head), one panel
+    per arm on a shared step axis, each with its own threshold and the labelled anomaly
+    spans: the arms' scores live on different scales (the head multiplies the backbone's
+    score by its factor), so they are stacked, not overlaid. ``arms``: (label, score,
+    threshold or None)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(arms), 1, figsize=(12, 2.4 * len(arms) + 0.6), dpi=90, sharex=True, squeeze=False)
+    for ax, (label, score, thr) in zip(axes[:, 0], arms):
+        if len(score) != len(labels):
+            raise ValueError(f"{label}: {len(score)} scores for {len(labels)} labels")
+        _trace(ax, score, labels, thr, protocol, label=label)
+        ax.set_ylabel("score", fontsize=8)
+    axes[0, 0].set_title(f"{title} (red spans: labelled anomalies)", fontsize=9)
+    axes[-1, 0].set_xlabel("test step")
     return _save(fig, path)
 
 
