@@ -284,6 +284,18 @@ T3_ARMS = {"none": None, "distance_only": "DeepSVDD", "clustering_only": "Cluste
 MC_METRICS = ("f1", "aff_precision", "aff_recall", "vus_roc", "vus_pr")
 
 
+def _entity_weighted(rows: pd.DataFrame, metrics) -> pd.Series:
+    """ALL rows of one config and seed (one per shard run) → the entity count summed and
+    each metric's mean over all their entities (the runs' means weighted by entity count)."""
+    n = rows["n_entities"].fillna(1).astype(float)
+    out = {"n_entities": int(n.sum())}
+    for m in metrics:
+        v = rows[m].astype(float)
+        keep = v.notna()
+        out[m] = float((v[keep] * n[keep]).sum() / n[keep].sum()) if keep.any() else float("nan")
+    return pd.Series(out)
+
+
 def madcluster_per_seed(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Per (by..., seed): the ``madcluster`` protocol's entity-mean row (the reference
     averages its metrics over entities), and the ``strict`` protocol's macro F1 beside it."""
@@ -292,11 +304,13 @@ def madcluster_per_seed(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     if mc.empty:
         raise SystemExit("madbench-tables: error: no protocol=madcluster results in RESULTS; the MADCluster "
                          "tables need runs with protocol=[madcluster,...] (e.g. experiment=madcluster_t3)")
-    g = mc.groupby(by + ["seed"]).agg(n_entities=("n_entities", "max"),
-                                      **{m: (m, "mean") for m in MC_METRICS}).reset_index()
+    # a config split into runs by dataset.shard has one ALL row per run: the entity mean of the
+    # whole set is their mean weighted by each run's entity count
+    g = mc.groupby(by + ["seed"]).apply(_entity_weighted, MC_METRICS, include_groups=False).reset_index()
     strict = ok[(ok["protocol"] == "strict") & (ok["aggregate"] == "macro")]
     if len(strict):
-        g = g.merge(strict.groupby(by + ["seed"])["f1"].mean().rename("strict_f1").reset_index(), how="left")
+        sf = strict.groupby(by + ["seed"]).apply(_entity_weighted, ("f1",), include_groups=False).reset_index()
+        g = g.merge(sf[by + ["seed", "f1"]].rename(columns={"f1": "strict_f1"}), how="left")
     else:
         g["strict_f1"] = np.nan
     return g

@@ -165,6 +165,21 @@ def test_madcluster_t3_means_over_seeds_and_the_paper_beside():
     assert t.loc["clustering_only", "delta_f1_vs_distance_only"] == pytest.approx(-0.17)
 
 
+def test_madcluster_t3_joins_shard_runs_weighted_by_their_entities():
+    """One config split into two runs by dataset.shard (9 and 18 channels): the table's entity
+    mean is over all 27, so each run's ALL row counts by its entity count."""
+    rows = []
+    for n, f1 in ((9, 0.3), (18, 0.6)):
+        base = dict(dataset="msl", backbone="deepsvdd", head="madcluster", seed=0, status="ok", entity="ALL")
+        rows.append(base | dict(protocol="madcluster", aggregate="mean", f1=f1, aff_precision=f1, aff_recall=f1,
+                                vus_roc=0.5, vus_pr=0.2, n_entities=n))
+        rows.append(base | dict(protocol="strict", aggregate="macro", f1=f1 / 10, n_entities=n))
+    t = T.madcluster_t3(results_frame(rows)).set_index("head")
+    assert t.loc["madcluster", "entities"] == 27
+    assert t.loc["madcluster", "f1_mean"] == pytest.approx((9 * 0.3 + 18 * 0.6) / 27)
+    assert t.loc["madcluster", "strict_f1_mean"] == pytest.approx((9 * 0.03 + 18 * 0.06) / 27)
+
+
 def test_madcluster_tables_need_madcluster_protocol_rows():
     df = mc_rows()
     with pytest.raises(SystemExit, match="no protocol=madcluster results"):
