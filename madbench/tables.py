@@ -307,6 +307,7 @@ def madcluster_per_seed(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     # a config split into runs by dataset.shard has one ALL row per run: the entity mean of the
     # whole set is their mean weighted by each run's entity count
     g = mc.groupby(by + ["seed"]).apply(_entity_weighted, MC_METRICS, include_groups=False).reset_index()
+    g["n_entities"] = g["n_entities"].astype(int)
     strict = ok[(ok["protocol"] == "strict") & (ok["aggregate"] == "macro")]
     if len(strict):
         sf = strict.groupby(by + ["seed"]).apply(_entity_weighted, ("f1",), include_groups=False).reset_index()
