@@ -32,3 +32,19 @@ def spy_head_pass(det, ctx, head, batch) -> tuple[set, int, list]:
     det.training_step(batch, ctx)
     assert not torch.equal(centre, head.centre.detach()), "the head's centre did not move"
     return owners, len(calls), stepped
+
+
+def assert_m2ad_run_scores_every_step(backbone: str, tmp_path) -> None:
+    """A one-epoch job of ``backbone`` with ``scoring=m2ad`` on one tiny synthetic system:
+    every step gets a finite score (no zero padding) and the residuals cover the 8 sensors,
+    not the 4 covariates."""
+    from madbench import run
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg([f"backbone={backbone}", "dataset.n_systems=1", "trainer.epochs=1", "scoring=m2ad",
+                       "protocol=[strict,madcluster]"])
+    df = run.main(cfg, tmp_path)
+    assert (df.status == "ok").all()
+    z = np.load(tmp_path / "scores.npz")
+    assert np.isfinite(z["sys0__score"]).all()
+    assert z["sys0__residuals"].shape == (len(z["sys0__score"]), 8)

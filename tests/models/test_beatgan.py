@@ -20,7 +20,7 @@ from madbench.models.beatgan import BeatGAN, stack_lengths
 from madbench.objectives import adversarial
 from madbench.objectives.adversarial import AdversarialObjective
 from tests.conftest import compose_cfg
-from tests.models.helpers import sgd_context, spy_head_pass
+from tests.models.helpers import assert_m2ad_run_scores_every_step, sgd_context, spy_head_pass
 
 LR = 0.01
 L, D = 16, 3
@@ -239,10 +239,4 @@ def test_a_window_shorter_than_the_conv_stack_is_refused_with_one_line(tmp_path)
 
 
 def test_a_run_scores_every_step_with_residuals_and_m2ad_scoring(tmp_path):
-    cfg = compose_cfg(["backbone=beatgan", "dataset.n_systems=1", "trainer.epochs=1", "scoring=m2ad",
-                       "protocol=[strict,madcluster]"])
-    df = run.main(cfg, tmp_path)
-    assert (df.status == "ok").all()
-    z = np.load(tmp_path / "scores.npz")
-    assert np.isfinite(z["sys0__score"]).all()
-    assert z["sys0__residuals"].shape == (len(z["sys0__score"]), 8)
+    assert_m2ad_run_scores_every_step("beatgan", tmp_path)

@@ -7,7 +7,6 @@ MADCluster embedding (finite on dead ReLU units), one pass carrying the head, an
 bad-input errors."""
 import copy
 
-import numpy as np
 import pytest
 import torch
 
@@ -18,7 +17,7 @@ from madbench.heads.madcluster import MADClusterHead
 from madbench.models.usad import USAD
 from madbench.objectives.usad import USADObjective
 from tests.conftest import compose_cfg
-from tests.models.helpers import sgd_context, spy_head_pass
+from tests.models.helpers import assert_m2ad_run_scores_every_step, sgd_context, spy_head_pass
 
 LR = 0.05
 L, D, H = 4, 3, 2  # window, input columns, latent units per step: w = 12, z = 8
@@ -293,10 +292,4 @@ def test_frozen_module_passes_gradients_to_its_input_and_gets_none_itself():
 
 
 def test_a_run_scores_every_step_with_residuals_and_m2ad_scoring(tmp_path):
-    cfg = compose_cfg(["backbone=usad", "dataset.n_systems=1", "trainer.epochs=1", "scoring=m2ad",
-                       "protocol=[strict,madcluster]"])
-    df = run.main(cfg, tmp_path)
-    assert (df.status == "ok").all()
-    z = np.load(tmp_path / "scores.npz")
-    assert np.isfinite(z["sys0__score"]).all()  # every step covered, no zero padding
-    assert z["sys0__residuals"].shape == (len(z["sys0__score"]), 8)  # the 8 sensors, not the 4 covariates
+    assert_m2ad_run_scores_every_step("usad", tmp_path)
