@@ -1,0 +1,1 @@
+madbench dataset=smd seed=0 dataset.shard=0/2 dataset.stride=10 trainer.epochs=3 paths.data_dir=../shared/datasets trainer.progress=false trainer.num_threads=1 logger.csv.plots=false backbone=lstm scoring=m2ad 'protocol=[strict,m2ad]' hydra.run.dir=outputs/attr/lstm_m2ad_s0
