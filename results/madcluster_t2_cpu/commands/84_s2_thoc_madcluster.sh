@@ -1,0 +1,1 @@
+madbench experiment=madcluster_t2 dataset.shard=0/3 dataset.stride=10 seed=2 paths.data_dir=../shared/datasets trainer.progress=false trainer.num_threads=1 logger.csv.plots=false backbone=thoc head=madcluster backbone.model.hidden=32 trainer.batch_size=64 trainer.epochs=10 hydra.run.dir=outputs/zoo_msl/runs/thoc/madcluster_seed2
