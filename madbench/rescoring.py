@@ -13,7 +13,8 @@
         searched for run dirs (a sweep). A variant that already has an ``ok`` result is
         left as it is (``--redo`` re-scores it), so an interrupted re-scoring resumes; one
         config_hash never gets two dirs. Every variant skipped is said (it equals the run,
-        or is already done), and variants whose scores are identical are warned about.
+        or is already done), and variants whose scores are identical although their
+        ``scoring`` overrides differ are warned about.
     madbench-eval --variants RUN_OR_SWEEP_DIR protocol.m2ad.grouping=forward protocol.m2ad.bridge=50
         writes protocol-only overrides as variant dirs too, instead of in place (a search
         over protocol parameters keeps every combination).
@@ -363,10 +364,18 @@ def scores_digest(run_dir: Path) -> str | None:
     return h.hexdigest()
 
 
+def _scoring_overrides(combo: list[str]) -> list[str]:
+    """The overrides of ``combo`` that reach the scores (``scoring...``); the rest (protocol,
+    attribution, logger, names) change what is read from the scores, never the scores."""
+    return sorted(o for o in combo if _key(o) == "scoring" or _key(o).startswith("scoring."))
+
+
 def warn_identical(run_dir: Path, variants: list[tuple[Path, list[str]]]) -> list[str]:
-    """One warning per variant whose scores equal the run's or an earlier variant's: the
-    overrides that tell them apart change nothing for this run (e.g.
-    ``scoring.distribution=normal`` is ``gmm`` when ``scoring.n_components=1``)."""
+    """One warning per variant whose scores equal the run's or an earlier variant's although
+    their ``scoring`` overrides differ: those overrides change nothing for this run (e.g.
+    ``scoring.distribution=normal`` is ``gmm`` when ``scoring.n_components=1``). Variants
+    that differ only outside ``scoring`` (``protocol.m2ad.padding=0,50``) share their scores
+    by construction and are not warned about."""
     seen = {scores_digest(run_dir): (run_dir, [])}
     warnings = []
     for d, combo in variants:
@@ -375,6 +384,8 @@ def warn_identical(run_dir: Path, variants: list[tuple[Path, list[str]]]) -> lis
             continue
         if digest in seen:
             other, other_combo = seen[digest]
+            if _scoring_overrides(combo) == _scoring_overrides(other_combo):
+                continue
             what = "the run itself" if other == run_dir else f"[{' '.join(other_combo)}] ({other.name})"
             warnings.append(f"{d}: [{' '.join(combo)}] gives the same scores as {what}; the overrides that tell "
                             "them apart change nothing for this run")

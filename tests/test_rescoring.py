@@ -440,6 +440,27 @@ def test_variants_that_give_the_same_scores_are_warned_about(own_m2ad_run):
     assert len(done) == 1 and not errors and not [n for n in notes if "same scores" in n]
 
 
+def test_protocol_only_variants_are_not_warned_about_sharing_scores(own_m2ad_run):
+    """A grouping/padding search shares the scores by construction: saying that its overrides
+    "change nothing" was noise, and wrong (they change the intervals). A scoring override
+    that changes nothing is still said, also next to protocol overrides."""
+    assert E._scoring_overrides(["protocol.m2ad.padding=0", "scoring.two_sided=true", "+scoring.alpha=0.01",
+                                 "attribution=residual", "scoring=m2ad"]) == \
+        ["+scoring.alpha=0.01", "scoring.two_sided=true", "scoring=m2ad"]
+    notes = []
+    done, errors = E.rescore_all([own_m2ad_run], ["protocol.m2ad.padding=0,100"], progress=False, notes=notes)
+    assert len(done) == 2 and not errors and not [n for n in notes if "same scores" in n]
+    run = own_m2ad_run
+    a, b, c = run / "rescored" / "a", run / "rescored" / "b", run / "rescored" / "c"
+    for d in (a, b, c):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "scores.npz").write_bytes((run / "scores.npz").read_bytes())
+    warned = E.warn_identical(run, [(a, ["protocol.m2ad.padding=0"]), (b, ["protocol.m2ad.padding=100"]),
+                                    (c, ["protocol.m2ad.padding=0", "scoring.two_sided=false"])])
+    assert len(warned) == 1 and warned[0].startswith(f"{c}: [protocol.m2ad.padding=0 scoring.two_sided=false] gives "
+                                                     "the same scores as the run itself")
+
+
 # -- issue 14: interval constructions as protocol keys, --variants --------------------------
 def test_a_grouping_changes_the_m2ad_rows_only(m2ad_run):
     """The grouping variants above are no identity: their m2ad counts differ from the run's
