@@ -174,6 +174,12 @@ def _key(line: str) -> str:
     return line.split("=", 1)[0].lstrip("+~")
 
 
+def _under(line: str, group: str) -> bool:
+    """Whether the override ``line`` sets ``group`` or a key inside it."""
+    key = _key(line)
+    return key == group or key.startswith(group + ".")
+
+
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     """A run's saved config with post-score overrides applied (groups composed from
     configs/, dotted keys set); anything that would change training is refused."""
@@ -230,9 +236,8 @@ def _check_exists(cfg: DictConfig, key: str) -> None:
 def check_rescorable(overrides: list[str]) -> None:
     """Refuse an override of anything the score stage depends on (it would need training)."""
     for line in overrides:
-        key = _key(line)
-        if not any(key == r or key.startswith(r + ".") for r in RESCORABLE):
-            raise ConfigError(f"{key}: changes what is trained; re-scoring may change only {', '.join(RESCORABLE)} "
+        if not any(_under(line, r) for r in RESCORABLE):
+            raise ConfigError(f"{_key(line)}: changes what is trained; re-scoring may change only {', '.join(RESCORABLE)} "
                               "(run madbench again for the rest)")
 
 
@@ -367,7 +372,7 @@ def scores_digest(run_dir: Path) -> str | None:
 def _scoring_overrides(combo: list[str]) -> list[str]:
     """The overrides of ``combo`` that reach the scores (``scoring...``); the rest (protocol,
     attribution, logger, names) change what is read from the scores, never the scores."""
-    return sorted(o for o in combo if _key(o) == "scoring" or _key(o).startswith("scoring."))
+    return sorted(o for o in combo if _under(o, "scoring"))
 
 
 def warn_identical(run_dir: Path, variants: list[tuple[Path, list[str]]]) -> list[str]:
@@ -503,8 +508,7 @@ def main(argv: list[str]) -> pd.DataFrame | list[Path]:
         raise ConfigError(USAGE)
     path, overrides = Path(argv[0]), list(argv[1:])
     combos = expand(overrides)
-    in_place = not variants and len(combos) == 1 and all(
-        _key(o) == "protocol" or _key(o).startswith("protocol.") for o in combos[0])
+    in_place = not variants and len(combos) == 1 and all(_under(o, "protocol") for o in combos[0])
     if in_place:
         from madbench.tracking.summary import print_summary
 

@@ -450,15 +450,11 @@ def test_protocol_only_variants_are_not_warned_about_sharing_scores(own_m2ad_run
     notes = []
     done, errors = E.rescore_all([own_m2ad_run], ["protocol.m2ad.padding=0,100"], progress=False, notes=notes)
     assert len(done) == 2 and not errors and not [n for n in notes if "same scores" in n]
-    run = own_m2ad_run
-    a, b, c = run / "rescored" / "a", run / "rescored" / "b", run / "rescored" / "c"
-    for d in (a, b, c):
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "scores.npz").write_bytes((run / "scores.npz").read_bytes())
-    warned = E.warn_identical(run, [(a, ["protocol.m2ad.padding=0"]), (b, ["protocol.m2ad.padding=100"]),
-                                    (c, ["protocol.m2ad.padding=0", "scoring.two_sided=false"])])
-    assert len(warned) == 1 and warned[0].startswith(f"{c}: [protocol.m2ad.padding=0 scoring.two_sided=false] gives "
-                                                     "the same scores as the run itself")
+    # the same two variant dirs (scores equal to the run's), the second now said to set a scoring key
+    warned = E.warn_identical(own_m2ad_run, [(done[0], ["protocol.m2ad.padding=0"]),
+                                             (done[1], ["protocol.m2ad.padding=100", "scoring.two_sided=false"])])
+    assert len(warned) == 1 and warned[0].startswith(
+        f"{done[1]}: [protocol.m2ad.padding=100 scoring.two_sided=false] gives the same scores as the run itself")
 
 
 # -- issue 14: interval constructions as protocol keys, --variants --------------------------
