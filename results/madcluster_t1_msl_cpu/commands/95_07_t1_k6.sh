@@ -1,0 +1,1 @@
+madbench experiment=madcluster_t1 dataset.shard=0/3 dataset.stride=10 seed=0 paths.data_dir=../shared/datasets trainer.progress=false trainer.num_threads=1 logger.csv.plots=false backbone=dcdetector head.k=6 backbone.model.d_model=64 trainer.epochs=3 hydra.run.dir=outputs/zoo_msl/runs_t1/k6
