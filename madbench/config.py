@@ -2,36 +2,18 @@
 stable ``config_hash`` that identifies a job across re-runs of a sweep."""
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 
 from omegaconf import DictConfig, OmegaConf
 
+from madbench import keys
 from madbench.errors import ConfigError
 
-#: top-level keys that never change what a job computes
-HASH_EXCLUDE = ("paths", "logger", "hydra", "skip_done", "name", "optimize_metric", "rescore", "rescored_from")
-#: trainer keys that change how, not what. ``trainer.device`` as written (auto, cuda:0,
-#: cuda:1) is left out; the device *type* a job trained on is kept, as the top-level
-#: ``device_type`` the job records (madbench.run.record_device_type): determinism is on
-#: only on CPU, so a CPU and a CUDA result are different results.
-TRAINER_EXCLUDE = ("progress", "eval_batch_size", "device", "num_threads")
-
-
 def config_hash(cfg: DictConfig) -> str:
-    """sha1 of the resolved config minus paths, logger, launcher and progress settings
-    (``device_type``, when the job recorded it, is part of it)."""
-    c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    for k in HASH_EXCLUDE:
-        c.pop(k, None)
-    if c.get("attribution", "auto") == "auto":
-        # the default leaves the hash as it was before the key existed (resumed sweeps skip what is done)
-        c.pop("attribution", None)
-    for k in TRAINER_EXCLUDE:
-        c.get("trainer", {}).pop(k, None)
-    blob = json.dumps(c, sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+    """sha1 of the resolved config's ``training`` and ``post_score`` keys
+    (``madbench.keys``): labels and runtime settings never change it; ``device_type``,
+    when the job recorded it, is part of it."""
+    return keys.digest(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
 
 
 def _num(cfg, path: str):

@@ -42,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from madbench import attribution as A
+from madbench import keys
 from madbench import protocols as P
 from madbench.errors import ConfigError, DataError, MadbenchError
 from madbench.results import RunResults, task_wrapper
@@ -52,9 +53,6 @@ log = logging.getLogger("madbench")
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 #: config groups an override may select (composed from configs/)
 GROUPS = ("scoring", "protocol", "logger")
-#: what may change without retraining: the scoring stage and everything after it
-RESCORABLE = ("scoring", "protocol", "name", "experiment_name", "tags", "logger", "dataset.anomaly_ratio",
-              "attribution")
 #: per-entity size/timing columns a variant inherits from the run it re-scores
 SIZE_COLUMNS = ("n_train", "n_test", "n_sensors", "n_inputs", "epochs_run", "fit_seconds", "score_seconds")
 
@@ -234,11 +232,13 @@ def _check_exists(cfg: DictConfig, key: str) -> None:
 
 
 def check_rescorable(overrides: list[str]) -> None:
-    """Refuse an override of anything the score stage depends on (it would need training)."""
+    """Refuse an override of a ``training`` key (``madbench.keys``): it would need training."""
     for line in overrides:
-        if not any(_under(line, r) for r in RESCORABLE):
-            raise ConfigError(f"{_key(line)}: changes what is trained; re-scoring may change only {', '.join(RESCORABLE)} "
-                              "(run madbench again for the rest)")
+        key = _key(line)
+        if not keys.rescorable(key):
+            allowed = ", ".join(keys.POST_SCORE + keys.LABEL + ("logger",))
+            what = "changes what is trained" if keys.role(key) == "training" else "means nothing to a re-scoring"
+            raise ConfigError(f"{key}: {what}; re-scoring may change only {allowed} (run madbench again for the rest)")
 
 
 def check_variants(cfg: DictConfig, overrides: list[str]) -> None:
@@ -265,24 +265,6 @@ def _slug(overrides: list[str], hash_: str) -> str:
 # -- re-scoring ----------------------------------------------------------------------------
 class Skipped(str):
     """Why a variant was not written: it equals the run, or it already has an ok result."""
-
-
-#: top-level labels that change no number (``name`` is already outside the config_hash)
-LABELS = ("experiment_name", "tags")
-
-
-def _computes_the_same(a: DictConfig, b: DictConfig) -> bool:
-    """Whether two configs differ only in labels, i.e. give the same numbers."""
-    from madbench.config import config_hash
-
-    def strip(c):
-        c = OmegaConf.create(OmegaConf.to_container(c, resolve=False))
-        with open_dict(c):
-            for k in LABELS + ("rescore", "rescored_from"):
-                c.pop(k, None)
-        return config_hash(c)
-
-    return strip(a) == strip(b)
 
 
 def _variant_dir(run_dir: Path, hash_: str) -> Path | None:
@@ -327,7 +309,7 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None, pa
         cfg["rescored_from"] = str(run_dir.resolve())
     validate_after_score(cfg)
     hash_ = config_hash(cfg)
-    if hash_ == config_hash(parent) or _computes_the_same(cfg, parent):
+    if hash_ == config_hash(parent):  # labels and runtime keys are outside the hash
         return Skipped(f"equals the run itself ({run_dir})")
     if out_dir is None:
         if not redo:

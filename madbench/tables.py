@@ -350,12 +350,6 @@ def madcluster_t3(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # -- paired comparisons (issue 13) ---------------------------------------------------------------
-#: config keys that never change what a run computes (madbench.config.HASH_EXCLUDE) plus the
-#: run's own labels; everything else must match between the two runs of a pair
-PAIR_IGNORE = ("paths", "logger", "hydra", "skip_done", "name", "optimize_metric", "rescore", "rescored_from",
-               "experiment_name", "tags", "trainer.progress", "trainer.eval_batch_size", "trainer.device")
-
-
 def _flat(d, prefix="") -> dict:
     out = {}
     for k, v in d.items():
@@ -387,7 +381,11 @@ def run_configs(df: pd.DataFrame) -> dict[str, dict]:
 
 
 def _ignored(key: str, paired: str) -> bool:
-    return any(key == k or key.startswith(k + ".") for k in PAIR_IGNORE + (paired,))
+    """Keys that may differ within a pair: the paired one, and those that change no number
+    (labels, runtime settings: ``madbench.keys``)."""
+    from madbench import keys
+
+    return keys.covers(key, paired) or not keys.compared(key)
 
 
 def pair_runs(df: pd.DataFrame, key: str, a: str, b: str) -> list[tuple[str, str]]:

@@ -237,6 +237,12 @@ def test_paired_refuses_runs_whose_configs_differ_in_another_key(tmp_path):
         T.paired_table(df, "head", "none", "madcluster")
 
 
+def test_runs_that_differ_only_in_runtime_keys_pair(tmp_path):
+    """`trainer.num_threads=1` and `auto` compute the same thing (madbench.keys: runtime): they pair."""
+    t = T.paired_table(t2_results(tmp_path, differ="trainer.num_threads=1"), "head", "none", "madcluster")
+    assert t.set_index("backbone").loc["deepsvdd", "mean_gain"] == pytest.approx(0.1)
+
+
 def test_paired_cli_writes_the_table(tmp_path):
     df = t2_results(tmp_path)
     df.to_csv(tmp_path / "collected.csv", index=False)
