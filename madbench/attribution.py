@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from madbench.config import objective_class
 from madbench.errors import ConfigError, DataError
 
 KINDS = ("auto", "residual", "pvalue", "gradient", "none")
@@ -67,8 +68,6 @@ def resolve(cfg) -> str:
         return kind
     if cfg.scoring.name == "m2ad":
         return "pvalue"
-    from madbench.config import objective_class
-
     return "residual" if objective_class(cfg).has_residuals else "gradient"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from madbench.config import CONFIG_DIR
 from madbench.errors import MadbenchError
 
 log = logging.getLogger("madbench")
@@ -19,11 +20,9 @@ log = logging.getLogger("madbench")
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema",
                         category=UserWarning)
 
-# configs/ sits beside the package (editable installs and source checkouts)
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -40,7 +39,7 @@ def _hydra_main(cfg: DictConfig):
         if not multirun:
             # a refused config is not a failed job: one line, and no results.csv to collect. A
             # sweep job's refusal is recorded as failed rows by run.main (the sweep goes on).
-            from madbench.config import validate
+            from madbench.checks import validate
 
             validate(cfg)
         df = run.main(cfg, run_dir)

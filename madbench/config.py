@@ -1,87 +1,28 @@
-"""Checks of a composed config, done before any data is read or model trained, and the
-stable ``config_hash`` that identifies a job across re-runs of a sweep."""
+"""The config leaf: the ``config_hash`` that identifies a job across re-runs, the key check
+every ``_target_`` node gets, and building objects from config nodes.
+
+Nothing here imports another stage of madbench: the checks of a whole composed config,
+which need every stage, are in ``madbench.checks``.
+"""
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from madbench import keys
-from madbench.errors import ConfigError
+from madbench.errors import ConfigError, MadbenchError
+
+#: configs/ sits beside the package (editable installs and source checkouts)
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
 
 def config_hash(cfg: DictConfig) -> str:
     """sha1 of the resolved config's ``training`` and ``post_score`` keys
     (``madbench.keys``): labels and runtime settings never change it; ``device_type``,
     when the job recorded it, is part of it."""
     return keys.digest(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
-
-
-def _num(cfg, path: str):
-    return OmegaConf.select(cfg, path, default=None)
-
-
-def _ratio(cfg, path: str) -> None:
-    v = _num(cfg, path)
-    if v is None:
-        return
-    if not isinstance(v, (int, float)) or not (0.0 < float(v) < 1.0):
-        raise ConfigError(f"{path}={v}; expected a ratio in (0, 1)")
-
-
-def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError (one line: the field and what is allowed) on the first bad value."""
-    window = _num(cfg, "dataset.window")
-    if not isinstance(window, int) or window <= 1:
-        raise ConfigError(f"dataset.window={window}; expected an integer > 1")
-    stride = _num(cfg, "dataset.stride") or 1
-    if not isinstance(stride, int) or stride < 1 or stride > window:
-        raise ConfigError(f"dataset.stride={stride}; expected an integer in [1, dataset.window={window}]")
-    epochs = _num(cfg, "trainer.epochs")
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ConfigError(f"trainer.epochs={epochs}; expected an integer >= 0")
-    bs = _num(cfg, "trainer.batch_size")
-    if not isinstance(bs, int) or bs < 1:
-        raise ConfigError(f"trainer.batch_size={bs}; expected an integer >= 1")
-    patience = _num(cfg, "trainer.patience")
-    if patience is not None and (not isinstance(patience, int) or patience < 1):
-        raise ConfigError(f"trainer.patience={patience}; expected an integer >= 1 or null")
-    _ratio(cfg, "trainer.val_ratio")
-    ar = _num(cfg, "dataset.anomaly_ratio")
-    if ar is not None and not (isinstance(ar, (int, float)) and 0.0 < float(ar) < 100.0):
-        raise ConfigError(f"dataset.anomaly_ratio={ar}; expected a percentage in (0, 100)")
-    from madbench.fit import PRECISIONS, resolve_device, resolve_num_threads
-    from madbench.attribution import check as check_attribution
-
-    check_attribution(cfg, objective_class(cfg).has_residuals)
-
-    resolve_device(_num(cfg, "trainer.device") or "auto")
-    prec = str(_num(cfg, "trainer.precision"))
-    if prec not in PRECISIONS:
-        raise ConfigError(f"trainer.precision={prec}; expected one of {list(PRECISIONS)}")
-    threads = _num(cfg, "trainer.num_threads")
-    resolve_num_threads("auto" if threads is None else threads)
-    validate_after_score(cfg)
-    if cfg.get("rescore"):  # the job's variants: refused now, not after training
-        from madbench.rescoring import check_variants
-
-        check_variants(cfg, [str(o) for o in cfg.rescore])
-    check_compatible(cfg)
-
-
-def validate_after_score(cfg: DictConfig) -> None:
-    """The checks of what may change without training (scoring, protocols, loggers), also
-    run before re-scoring: the scorer, each protocol and each logger is built once here, so
-    an unknown key or a bad value is a one-line ConfigError before anything runs, never
-    after the model has trained."""
-    from madbench import protocols as P
-    from madbench.results import build_scorer, instantiate_loggers
-
-    if not (cfg.get("protocol") or {}):
-        raise ConfigError(f"protocol is empty; expected one or more of {', '.join(P.REGISTRY)}")
-    for name, pcfg in cfg.protocol.items():
-        P.build(str(name), OmegaConf.to_container(pcfg, resolve=True) if pcfg is not None else {})
-    build_scorer(cfg)
-    instantiate_loggers(cfg)
 
 
 def check_keys(target, params: dict, prefix: str) -> None:
@@ -108,27 +49,30 @@ def objective_class(cfg: DictConfig):
         raise ConfigError(f"objective={cfg.objective.name}: cannot import {target!r} ({e})") from None
 
 
-def check_compatible(cfg: DictConfig) -> None:
-    """Refuse combinations that cannot work, with a one-line reason."""
-    provides = list(cfg.backbone.get("provides") or [])
-    natural = list(cfg.backbone.get("objectives") or [])
-    obj = objective_class(cfg)
-    missing = [r for r in obj.requires if r not in provides]
-    if missing:
-        hint = f"; use objective={' or '.join(natural)}" if natural else ""
-        raise ConfigError(
-            f"objective={cfg.objective.name} needs a backbone that gives '{missing[0]}', but backbone={cfg.backbone.name} "
-            f"gives {provides}{hint}")
-    if cfg.scoring.get("needs_residuals") and not obj.has_residuals:
-        raise ConfigError(
-            f"scoring={cfg.scoring.name} needs per-sensor residuals, which objective={cfg.objective.name} does not give; "
-            "use scoring=raw or a forecast/reconstruct objective")
-    head = cfg.get("head") or {}
-    if head.get("name", "none") != "none":
-        if "embedding" not in provides:
-            raise ConfigError(f"head={head.name} attaches to a per-step embedding [B, L, d], which backbone="
-                              f"{cfg.backbone.name} does not give (it gives {provides})")
-        # the head's own parameter checks (one-line ConfigErrors naming head.<key>)
-        from madbench.results import build, node_without
+def build(node, what: str, prefix: str | None = None, **kwargs):
+    """hydra.utils.instantiate, with the loader's or constructor's own one-line error
+    instead of Hydra's wrapped traceback. ``name`` and other plain metadata keys of a
+    group's node are dropped by the caller. With ``prefix`` (the node's config path, e.g.
+    ``scoring``), a key the target does not take is refused as ``<prefix>.<key>``."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import get_object, instantiate
 
-        build(node_without(head), f"head={head.name}")
+    if prefix is not None and "_target_" in node:
+        try:
+            target = get_object(str(node["_target_"]))
+        except Exception as e:
+            raise ConfigError(f"{prefix}._target_={node['_target_']!r}: cannot import it ({e})") from None
+        check_keys(target, {k: v for k, v in dict(node).items() if k not in kwargs}, prefix)
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, MadbenchError):
+            raise cause from None
+        raise ConfigError(f"{what}: {cause or e}") from None
+
+
+def node_without(node, *keys_) -> dict:
+    """A config node as a container, minus metadata keys (``name``, ...), for instantiate."""
+    c = OmegaConf.to_container(node, resolve=True) if not isinstance(node, dict) else dict(node)
+    return {k: v for k, v in c.items() if k not in keys_}

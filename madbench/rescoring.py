@@ -42,17 +42,19 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from madbench import attribution as A
-from madbench import keys
 from madbench import protocols as P
 from madbench.errors import ConfigError, DataError, MadbenchError
+from madbench.checks import check_variants, validate_after_score
+from madbench.config import config_hash
+from madbench.overrides import apply_overrides, check_rescorable, expand, key_of, under
 from madbench.results import RunResults, task_wrapper
 from madbench.scoring.base import SeriesScores
+from madbench.fit import bar_disabled
 from madbench.tracking import csv as tcsv
+from madbench.tracking.collect import find_ok_run
+from madbench.tracking.summary import print_summary
 
 log = logging.getLogger("madbench")
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-#: config groups an override may select (composed from configs/)
-GROUPS = ("scoring", "protocol", "logger")
 #: per-entity size/timing columns a variant inherits from the run it re-scores
 SIZE_COLUMNS = ("n_train", "n_test", "n_sensors", "n_inputs", "epochs_run", "fit_seconds", "score_seconds")
 
@@ -152,112 +154,10 @@ def find_run_dirs(path: Path) -> list[Path]:
     return found
 
 
-# -- overrides -----------------------------------------------------------------------------
-def expand(overrides: list[str]) -> list[list[str]]:
-    """Hydra's sweep syntax (``k=a,b``, ``k=range(…)``) → one override list per combination,
-    in the basic sweeper's order."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    if not overrides:
-        return [[]]
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except Exception as e:  # hydra's OverrideParseException carries a multi-line message
-        raise ConfigError(f"cannot parse overrides {list(overrides)}: {str(e).splitlines()[0]}") from None
-    return [combo for batch in BasicSweeper.split_arguments(parsed, None) for combo in batch]
-
-
-def _key(line: str) -> str:
-    return line.split("=", 1)[0].lstrip("+~")
-
-
-def _under(line: str, group: str) -> bool:
-    """Whether the override ``line`` sets ``group`` or a key inside it."""
-    key = _key(line)
-    return key == group or key.startswith(group + ".")
-
-
-def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """A run's saved config with post-score overrides applied (groups composed from
-    configs/, dotted keys set); anything that would change training is refused."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    check_rescorable(overrides)
-    groups = [o for o in overrides if _key(o) in GROUPS]
-    if groups:
-        from hydra.core.global_hydra import GlobalHydra
-        from hydra.initialize import get_gh_backup, restore_gh_from_backup
-
-        # inside a Hydra app (a job's rescore list, run from the CLI) the app's instance is
-        # set and a second initialisation would fail: set it aside and put it back after
-        backup = get_gh_backup()
-        GlobalHydra.instance().clear()
-        try:
-            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-                try:
-                    composed = compose("config", overrides=groups, return_hydra_config=False)
-                except Exception as e:
-                    raise ConfigError(f"{groups}: {str(e).splitlines()[0]}") from None
-        finally:
-            restore_gh_from_backup(backup)
-        for g in {_key(o) for o in groups}:
-            cfg[g] = OmegaConf.create(OmegaConf.to_container(composed[g], resolve=False))
-    for o in OverridesParser.create().parse_overrides([o for o in overrides if _key(o) not in GROUPS]):
-        if o.is_delete():
-            raise ConfigError(f"~{o.key_or_group}: deleting keys is not supported when re-scoring")
-        if not o.is_add():
-            _check_exists(cfg, o.key_or_group)
-        with open_dict(cfg):
-            OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True, force_add=True)
-    return cfg
-
-
-def _check_exists(cfg: DictConfig, key: str) -> None:
-    """Refuse a key the config does not have, naming it and what its parent has (the main
-    app's "Key 'foo' is not in struct"): an unknown key would otherwise be stored, change
-    the config_hash and compute nothing new."""
-    parts = key.split(".")
-    node = cfg
-    for i, part in enumerate(parts):
-        if not isinstance(node, DictConfig) or part not in node:
-            where = ".".join(parts[:i]) or "the config"
-            have = sorted(str(k) for k in node.keys() if not str(k).startswith("_")) if isinstance(node, DictConfig) \
-                else []
-            hint = f"; {where} has {', '.join(have)}" if have else ""
-            raise ConfigError(f"{key}: unknown key (not in the run's config){hint}; a new key needs +{key}=...")
-        node = node._get_node(part) if i < len(parts) - 1 else None
-
-
-def check_rescorable(overrides: list[str]) -> None:
-    """Refuse an override of a ``training`` key (``madbench.keys``): it would need training."""
-    for line in overrides:
-        key = _key(line)
-        if not keys.rescorable(key):
-            allowed = ", ".join(keys.POST_SCORE + keys.LABEL + ("logger",))
-            what = "changes what is trained" if keys.role(key) == "training" else "means nothing to a re-scoring"
-            raise ConfigError(f"{key}: {what}; re-scoring may change only {allowed} (run madbench again for the rest)")
-
-
-def check_variants(cfg: DictConfig, overrides: list[str]) -> None:
-    """Refuse, before anything is written, overrides (sweep syntax) that some combination
-    could not run on ``cfg``: keys that change training, keys the config does not have,
-    and scoring, protocol or logger keys or values their classes refuse
-    (``madbench.config.validate_after_score``). A job checks its ``rescore`` list with it
-    at compose time, ``rescore_all`` every run's config before the first variant."""
-    from madbench.config import validate_after_score
-
-    check_rescorable(overrides)
-    for combo in expand(overrides):
-        validate_after_score(apply_overrides(cfg, combo))
-
-
 def _slug(overrides: list[str], hash_: str) -> str:
     # labels (name, tags, ...) say nothing about the variant: the hash keeps dirs apart
-    parts = [f"{_key(o).split('.')[-1]}-{o.split('=', 1)[1]}" for o in overrides
-             if _key(o) not in ("name", "experiment_name", "tags", "logger")]
+    parts = [f"{key_of(o).split('.')[-1]}-{o.split('=', 1)[1]}" for o in overrides
+             if key_of(o) not in ("name", "experiment_name", "tags", "logger")]
     text = re.sub(r"[^A-Za-z0-9._+-]+", "_", "+".join(parts))[:80].strip("_") or "variant"
     return f"{text}-{hash_[:6]}"
 
@@ -270,8 +170,6 @@ class Skipped(str):
 def _variant_dir(run_dir: Path, hash_: str) -> Path | None:
     """The dir under ``run_dir/rescored/`` that already holds the variant ``hash_`` (ok,
     failed or cut short: its config.yaml says), else None."""
-    from madbench.config import config_hash
-
     root = Path(run_dir) / "rescored"
     for d in sorted(root.glob(f"*-{hash_[:6]}")) if root.is_dir() else []:
         try:
@@ -295,9 +193,6 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None, pa
 
     ``parent_cfg`` is the config the variant starts from (default: the run's config.yaml);
     a job skipped by skip_done passes its own, which has the run's config_hash."""
-    from madbench.config import config_hash, validate_after_score
-    from madbench.tracking.collect import find_ok_run
-
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.exists():
@@ -354,7 +249,7 @@ def scores_digest(run_dir: Path) -> str | None:
 def _scoring_overrides(combo: list[str]) -> list[str]:
     """The overrides of ``combo`` that reach the scores (``scoring...``); the rest (protocol,
     attribution, logger, names) change what is read from the scores, never the scores."""
-    return sorted(o for o in combo if _under(o, "scoring"))
+    return sorted(o for o in combo if under(o, "scoring"))
 
 
 def warn_identical(run_dir: Path, variants: list[tuple[Path, list[str]]]) -> list[str]:
@@ -392,8 +287,6 @@ def rescore_all(paths: list[Path], overrides: list[str], progress: bool = True, 
     where it stopped. Returns (variant dirs written, one-line errors); ``notes``, when
     given, receives one line per variant skipped and per pair of identical variants."""
     from tqdm.auto import tqdm
-
-    from madbench.fit import bar_disabled
 
     check_rescorable(overrides)  # once, up front: the same for every run dir
     runs = [r for p in paths for r in find_run_dirs(Path(p))]
@@ -435,8 +328,6 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> pd.DataFrame:
     ``config.yaml`` gets the protocols as now evaluated (so an alpha used is on record), and
     every row the config_hash of that updated config (the old one no longer describes the
     run dir)."""
-    from madbench.config import config_hash, validate_after_score
-
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.exists():
@@ -490,10 +381,8 @@ def main(argv: list[str]) -> pd.DataFrame | list[Path]:
         raise ConfigError(USAGE)
     path, overrides = Path(argv[0]), list(argv[1:])
     combos = expand(overrides)
-    in_place = not variants and len(combos) == 1 and all(_under(o, "protocol") for o in combos[0])
+    in_place = not variants and len(combos) == 1 and all(under(o, "protocol") for o in combos[0])
     if in_place:
-        from madbench.tracking.summary import print_summary
-
         frames = []
         for run_dir in find_run_dirs(path):
             new = reevaluate(run_dir, combos[0])

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from madbench import attribution as A
 from madbench import protocols as P
 from madbench.config import config_hash
+from madbench.scoring import build_scorer
+from madbench.tracking.loggers import instantiate_loggers
 from madbench.errors import ConfigError, DataError, MadbenchError
 from madbench.tracking import csv as tcsv
 from madbench.tracking.plots import plot_entity
@@ -40,53 +41,6 @@ def choices(cfg: DictConfig) -> dict:
         "head": cfg.head.name,
         "scoring": cfg.scoring.name,
     }
-
-
-def build(node, what: str, prefix: str | None = None, **kwargs):
-    """hydra.utils.instantiate, with the loader's or constructor's own one-line error
-    instead of Hydra's wrapped traceback. ``name`` and other plain metadata keys of a
-    group's node are dropped by the caller. With ``prefix`` (the node's config path, e.g.
-    ``scoring``), a key the target does not take is refused as ``<prefix>.<key>``."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import get_object
-
-    if prefix is not None and "_target_" in node:
-        from madbench.config import check_keys
-
-        try:
-            target = get_object(str(node["_target_"]))
-        except Exception as e:
-            raise ConfigError(f"{prefix}._target_={node['_target_']!r}: cannot import it ({e})") from None
-        check_keys(target, {k: v for k, v in dict(node).items() if k not in kwargs}, prefix)
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as e:
-        cause = e.__cause__
-        if isinstance(cause, MadbenchError):
-            raise cause from None
-        raise ConfigError(f"{what}: {cause or e}") from None
-
-
-def node_without(node, *keys) -> dict:
-    """A config node as a container, minus metadata keys (``name``, ...), for instantiate."""
-    c = OmegaConf.to_container(node, resolve=True) if not isinstance(node, dict) else dict(node)
-    return {k: v for k, v in c.items() if k not in keys}
-
-
-def instantiate_loggers(cfg: DictConfig) -> list:
-    """Every ``logger.<name>`` node with a ``_target_`` (the run-dir CSV files are always
-    written and need none)."""
-    out = []
-    for name, node in (cfg.get("logger") or {}).items():
-        if node is not None and "_target_" in node:
-            out.append(build(node, f"logger={name}", prefix=f"logger.{name}"))
-    return out
-
-
-def build_scorer(cfg: DictConfig):
-    """The scoring stage's scorer from ``cfg.scoring`` (unfitted). Its constructor checks
-    its parameters, so building it is also the compose-time check of ``scoring.*``."""
-    return build(node_without(cfg.scoring, "name", "needs_residuals"), f"scoring={cfg.scoring.name}", prefix="scoring")
 
 
 class RunResults:

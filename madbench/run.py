@@ -20,14 +20,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm.auto import tqdm
 
 from madbench import attribution
-from madbench.config import validate
+from madbench.checks import validate
+from madbench.config import build, node_without
 from madbench.data.entity import Entity
 from madbench.data.preprocess import Preprocessor
 from madbench.data.windows import Windows, WindowSpec
 from madbench.detector import Detector
 from madbench.errors import ConfigError, DataError
 from madbench.fit import bar_disabled
-from madbench.results import RunResults, build, node_without, task_wrapper
+from madbench.results import RunResults, task_wrapper
 from madbench.tracking import csv as tcsv
 
 log = logging.getLogger("madbench")

@@ -40,7 +40,7 @@ def worker(backbone: str, threads: int, epochs: int, extra: list[str]) -> dict:
     from madbench import run
     from madbench.data.preprocess import Preprocessor
     from madbench.data.windows import Windows, WindowSpec
-    from madbench.results import build
+    from madbench.config import build
 
     overrides = [f"backbone={backbone}", "dataset.n_systems=1", f"trainer.epochs={epochs}", "trainer.patience=null",
                  "trainer.progress=false", f"trainer.num_threads={threads}", *extra]

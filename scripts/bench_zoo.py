@@ -102,10 +102,10 @@ def _worker(spec: dict) -> dict:
     import numpy as np
     import torch
 
-    from madbench.config import validate
+    from madbench.checks import validate
     from madbench.data.preprocess import Preprocessor
     from madbench.data.windows import Windows, WindowSpec
-    from madbench.results import build
+    from madbench.config import build
     from madbench.run import build_detector, build_objective, load_entities, seed_everything
 
     if spec.get("threads"):

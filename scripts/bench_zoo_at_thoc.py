@@ -51,7 +51,7 @@ def _child(overrides: list[str], steps: int) -> dict:
     from madbench.data.preprocess import Preprocessor
     from madbench.data.windows import Windows, WindowSpec
     from madbench.detector import FitContext
-    from madbench.results import build
+    from madbench.config import build
     from madbench.run import build_detector, load_entities
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):

@@ -14,7 +14,8 @@ from omegaconf import open_dict
 
 from madbench import attribution as A
 from madbench import run
-from madbench.config import config_hash, validate
+from madbench.checks import validate
+from madbench.config import config_hash
 from madbench.data.entity import Entity
 from madbench.data.smd import load_smd
 from madbench.errors import ConfigError, DataError
@@ -142,7 +143,7 @@ def _reference_gradients(detector, series, spec, input_cols, sensor_cols, needed
 @pytest.mark.parametrize("backbone", ["lstm", "lstm_ae", "deepsvdd"])
 def test_gradient_attribution_matches_the_per_window_definition(backbone):
     from madbench.data.windows import Windows, WindowSpec
-    from madbench.results import build
+    from madbench.config import build
 
     cfg = compose_cfg([f"backbone={backbone}", "dataset.window=8"])
     torch.manual_seed(0)

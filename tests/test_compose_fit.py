@@ -11,7 +11,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
-from madbench.config import validate
+from madbench.checks import validate
 from madbench.data.preprocess import Preprocessor
 from madbench.data.windows import Windows, WindowSpec
 from madbench.detector import FitContext

@@ -5,7 +5,8 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from madbench.config import config_hash, validate
+from madbench.checks import validate
+from madbench.config import config_hash
 from madbench.errors import ConfigError
 from tests.conftest import CONFIGS, compose_cfg
 

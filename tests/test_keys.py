@@ -6,7 +6,7 @@ from omegaconf import OmegaConf, open_dict
 from madbench import keys
 from madbench.config import config_hash
 from madbench.errors import ConfigError
-from madbench.rescoring import check_rescorable
+from madbench.overrides import check_rescorable
 from tests.conftest import compose_cfg
 
 

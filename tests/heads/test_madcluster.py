@@ -150,7 +150,7 @@ def test_bad_parameters_are_one_line_errors_naming_the_key(kwargs, key):
 @pytest.mark.parametrize("override,key", [("head.k=0", "head.k"), ("head.nu=1.5", "head.nu"),
                                           ("head.nu_svdd=-1", "head.nu_svdd")])
 def test_bad_head_values_are_refused_at_compose_time(override, key):
-    from madbench.config import validate
+    from madbench.checks import validate
 
     with pytest.raises(ConfigError, match=f"^{key}"):
         validate(compose_cfg(["head=madcluster", override]))

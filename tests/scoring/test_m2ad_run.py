@@ -6,7 +6,7 @@ from sklearn.preprocessing import MinMaxScaler
 
 from madbench import protocols as P
 from madbench import run
-from madbench.config import validate
+from madbench.checks import validate
 from madbench.errors import ConfigError, DataError
 from madbench.scoring.base import SeriesScores
 from madbench.scoring.scorers import M2ADScoring

@@ -1,0 +1,114 @@
+"""Checks of a whole composed config, run before any data is read or model trained (a job)
+or any variant is written (re-scoring). Each refusal is one ConfigError line naming the
+key and what is allowed.
+
+This module sits above the stages it asks (``fit``, ``attribution``, ``protocols``, the
+scorers, the loggers) and below the entry points that call it (``run``, ``rescoring``,
+``cli``); nothing below imports it.
+"""
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from madbench import attribution
+from madbench import protocols as P
+from madbench.config import build, node_without, objective_class
+from madbench.errors import ConfigError
+from madbench.fit import PRECISIONS, resolve_device, resolve_num_threads
+from madbench.overrides import apply_overrides, check_rescorable, expand
+from madbench.scoring import build_scorer
+from madbench.tracking.loggers import instantiate_loggers
+
+
+def _num(cfg, path: str):
+    return OmegaConf.select(cfg, path, default=None)
+
+
+def _ratio(cfg, path: str) -> None:
+    v = _num(cfg, path)
+    if v is None:
+        return
+    if not isinstance(v, (int, float)) or not (0.0 < float(v) < 1.0):
+        raise ConfigError(f"{path}={v}; expected a ratio in (0, 1)")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError (one line: the field and what is allowed) on the first bad value."""
+    window = _num(cfg, "dataset.window")
+    if not isinstance(window, int) or window <= 1:
+        raise ConfigError(f"dataset.window={window}; expected an integer > 1")
+    stride = _num(cfg, "dataset.stride") or 1
+    if not isinstance(stride, int) or stride < 1 or stride > window:
+        raise ConfigError(f"dataset.stride={stride}; expected an integer in [1, dataset.window={window}]")
+    epochs = _num(cfg, "trainer.epochs")
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ConfigError(f"trainer.epochs={epochs}; expected an integer >= 0")
+    bs = _num(cfg, "trainer.batch_size")
+    if not isinstance(bs, int) or bs < 1:
+        raise ConfigError(f"trainer.batch_size={bs}; expected an integer >= 1")
+    patience = _num(cfg, "trainer.patience")
+    if patience is not None and (not isinstance(patience, int) or patience < 1):
+        raise ConfigError(f"trainer.patience={patience}; expected an integer >= 1 or null")
+    _ratio(cfg, "trainer.val_ratio")
+    ar = _num(cfg, "dataset.anomaly_ratio")
+    if ar is not None and not (isinstance(ar, (int, float)) and 0.0 < float(ar) < 100.0):
+        raise ConfigError(f"dataset.anomaly_ratio={ar}; expected a percentage in (0, 100)")
+    attribution.check(cfg, objective_class(cfg).has_residuals)
+    resolve_device(_num(cfg, "trainer.device") or "auto")
+    prec = str(_num(cfg, "trainer.precision"))
+    if prec not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={prec}; expected one of {list(PRECISIONS)}")
+    threads = _num(cfg, "trainer.num_threads")
+    resolve_num_threads("auto" if threads is None else threads)
+    validate_after_score(cfg)
+    if cfg.get("rescore"):  # the job's variants: refused now, not after training
+        check_variants(cfg, [str(o) for o in cfg.rescore])
+    check_compatible(cfg)
+
+
+def validate_after_score(cfg: DictConfig) -> None:
+    """The checks of what may change without training (scoring, protocols, loggers), also
+    run before re-scoring: the scorer, each protocol and each logger is built once here, so
+    an unknown key or a bad value is a one-line ConfigError before anything runs, never
+    after the model has trained."""
+    if not (cfg.get("protocol") or {}):
+        raise ConfigError(f"protocol is empty; expected one or more of {', '.join(P.REGISTRY)}")
+    for name, pcfg in cfg.protocol.items():
+        P.build(str(name), OmegaConf.to_container(pcfg, resolve=True) if pcfg is not None else {})
+    build_scorer(cfg)
+    instantiate_loggers(cfg)
+
+
+def check_variants(cfg: DictConfig, overrides: list[str]) -> None:
+    """Refuse, before anything is written, overrides (sweep syntax) that some combination
+    could not run on ``cfg``: keys that change training, keys the config does not have,
+    and scoring, protocol or logger keys or values their classes refuse
+    (``validate_after_score``). A job checks its ``rescore`` list with it at compose time,
+    ``madbench.rescoring.rescore_all`` every run's config before the first variant."""
+    check_rescorable(overrides)
+    for combo in expand(overrides):
+        validate_after_score(apply_overrides(cfg, combo))
+
+
+def check_compatible(cfg: DictConfig) -> None:
+    """Refuse combinations that cannot work, with a one-line reason."""
+    provides = list(cfg.backbone.get("provides") or [])
+    natural = list(cfg.backbone.get("objectives") or [])
+    obj = objective_class(cfg)
+    missing = [r for r in obj.requires if r not in provides]
+    if missing:
+        hint = f"; use objective={' or '.join(natural)}" if natural else ""
+        raise ConfigError(
+            f"objective={cfg.objective.name} needs a backbone that gives '{missing[0]}', but backbone={cfg.backbone.name} "
+            f"gives {provides}{hint}")
+    if cfg.scoring.get("needs_residuals") and not obj.has_residuals:
+        raise ConfigError(
+            f"scoring={cfg.scoring.name} needs per-sensor residuals, which objective={cfg.objective.name} does not give; "
+            "use scoring=raw or a forecast/reconstruct objective")
+    head = cfg.get("head") or {}
+    if head.get("name", "none") != "none":
+        if "embedding" not in provides:
+            raise ConfigError(f"head={head.name} attaches to a per-step embedding [B, L, d], which backbone="
+                              f"{cfg.backbone.name} does not give (it gives {provides})")
+        # the head's own parameter checks (one-line ConfigErrors naming head.<key>)
+        build(node_without(head), f"head={head.name}")
