@@ -153,18 +153,18 @@ ARRAYS = ("interp_spans", "interp_sensors", "attribution", "attribution_steps")
 
 
 def to_arrays(extras: dict) -> dict[str, np.ndarray]:
-    """``extras`` → the ``scores.npz`` arrays (without the entity prefix)."""
+    """``extras`` → the arrays the run dir keeps for one entity (``madbench.rundir``)."""
     out = {k: np.asarray(extras[k]) for k in ARRAYS if k in extras}
     if "attribution_kind" in extras:
         out["attribution_kind"] = np.array(extras["attribution_kind"])
     return out
 
 
-def from_npz(z, prefix: str) -> dict:
-    """The inverse of :func:`to_arrays` for one entity of a loaded ``scores.npz``."""
-    out = {k: z[prefix + k] for k in ARRAYS if prefix + k in z}
-    if prefix + "attribution_kind" in z:
-        out["attribution_kind"] = str(z[prefix + "attribution_kind"])
+def from_arrays(arrays: dict) -> dict:
+    """The inverse of :func:`to_arrays` (the run dir's arrays of one entity)."""
+    out = {k: arrays[k] for k in ARRAYS if k in arrays}
+    if "attribution_kind" in arrays:
+        out["attribution_kind"] = str(arrays["attribution_kind"])
     if "interp_sensors" in out:
         out["interp_sensors"] = out["interp_sensors"].astype(bool)
     return out

@@ -29,7 +29,6 @@ are refused for every combination before any variant dir is written.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -43,14 +42,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from madbench import attribution as A
 from madbench import protocols as P
-from madbench.errors import ConfigError, DataError, MadbenchError
+from madbench import rundir
 from madbench.checks import check_variants, validate_after_score
 from madbench.config import config_hash
+from madbench.errors import ConfigError, DataError, MadbenchError
+from madbench.fit import bar_disabled
 from madbench.overrides import apply_overrides, check_rescorable, expand, key_of, under
 from madbench.results import RunResults, task_wrapper
-from madbench.scoring.base import SeriesScores
-from madbench.fit import bar_disabled
-from madbench.tracking import csv as tcsv
 from madbench.tracking.collect import find_ok_run
 from madbench.tracking.summary import print_summary
 
@@ -60,75 +58,24 @@ SIZE_COLUMNS = ("n_train", "n_test", "n_sensors", "n_inputs", "epochs_run", "fit
 
 
 # -- reading a run dir ---------------------------------------------------------------------
-def _npz(run_dir: Path):
-    path = Path(run_dir) / "scores.npz"
-    if not path.exists():
-        raise DataError(f"{path}: missing; expected the scores.npz a completed run writes")
-    z = np.load(path, allow_pickle=False)
-    return z, json.loads(str(z["__meta__"]))
-
-
-def _offsets(meta: dict) -> np.ndarray | None:
-    """The steps a window's score describes (offsets from its start); None for run dirs
-    written before they were kept (the madcluster protocol then falls back to the window
-    span and says so)."""
-    off = meta.get("score_offsets")
-    return None if off is None else np.asarray(off, dtype=np.int64)
-
-
 def load_scores(run_dir: Path) -> list[P.EntityScores]:
-    """The scored entities of a run dir, as the protocols take them (status included: an
-    ``uncalibrated`` entity stays uncalibrated; runs written before it was kept read ok)."""
-    z, meta = _npz(run_dir)
-    out = []
-    for name in meta["entities"]:
-        k = f"{name}__"
-        out.append(P.EntityScores(
-            name=name, labels=z[k + "labels"], score=z[k + "score"], train_score=z[k + "train_score"],
-            val_mask=z[k + "val_mask"].astype(bool), window_score=z[k + "window_score"],
-            window_start=z[k + "window_start"], window=int(meta["window"]), window_offsets=_offsets(meta),
-            p=z[k + "p"] if k + "p" in z else None, flags=z[k + "flags"] if k + "flags" in z else None,
-            status=str(z[k + "status"]) if k + "status" in z else "ok", extras=A.from_npz(z, k)))
-    return out
+    """The scored entities of a run dir, as the protocols take them (``madbench.rundir``)."""
+    return rundir.read_scores(run_dir).entity_scores()
 
 
-def load_series(run_dir: Path, needs_residuals: bool) -> list[dict]:
-    """Per entity, what the score stage handed to the scoring stage: train and test
-    SeriesScores, labels, sensor names, groups, validation mask."""
-    z, meta = _npz(run_dir)
-    path = Path(run_dir) / "scores.npz"
-    out = []
-    for name in meta["entities"]:
-        k = f"{name}__"
-        need = ["train_residuals", "residuals"] if needs_residuals else ["train_step", "step"]
-        missing = [n for n in need if k + n not in z]
-        if missing:
-            what = "per-sensor residuals" if needs_residuals else "step scores"
-            raise DataError(f"{path}: entity {name} has no {', '.join(missing)}; re-scoring needs the train and test "
-                            f"{what}, which runs written before re-scoring existed lack (re-run the job)")
-        def res(n: str, k: str = k) -> np.ndarray | None:
-            return z[k + n].astype(np.float64) if k + n in z else None
-
-        empty = np.zeros(0)
-        kept = A.from_npz(z, k)
-        out.append({
-            # ground-truth sensors, and a gradient attribution (which needs the model) as it was computed
-            "interpretation": A.interpretation_of(kept), "gradient": A.stored_gradient(kept, len(z[k + "labels"])),
-            "name": name, "labels": z[k + "labels"], "sensors": [str(s) for s in z[k + "sensors"]],
-            "groups": (meta.get("groups") or {}).get(name),
-            "val_mask": z[k + "val_mask"].astype(bool), "window": int(meta["window"]),
-            # a residual-based scorer never reads the step scores: NaN stands in where absent
-            "train": SeriesScores(step=res("train_step") if k + "train_step" in z else np.full(len(z[k + "val_mask"]), np.nan),
-                                  residuals=res("train_residuals"), window=empty, window_start=empty.astype(int)),
-            "test": SeriesScores(step=z[k + "step"], residuals=res("residuals"), window=z[k + "window_score"],
-                                 window_start=z[k + "window_start"], offsets=_offsets(meta)),
-        })
-    return out
-
-
-def read_results(run_dir: Path) -> pd.DataFrame:
-    """The run's ``results.csv``, or an empty frame when it has none."""
-    return tcsv.read_results(run_dir) if (Path(run_dir) / "results.csv").exists() else pd.DataFrame()
+def _check_rescorable_scores(run_dir: Path, e: rundir.StoredEntity, needs_residuals: bool) -> None:
+    """What the scoring stage will read must be there: residuals for a residual scorer, the
+    step scores of both splits for the others."""
+    if needs_residuals:
+        missing = [n for n, s in (("train_residuals", e.train), ("residuals", e.test)) if s.residuals is None]
+        what = "per-sensor residuals"
+    else:
+        missing = [n for n, s in (("train_step", e.train), ("step", e.test)) if s.step is None]
+        what = "step scores"
+    if missing:
+        raise DataError(f"{Path(run_dir) / 'scores.npz'}: entity {e.name} has no {', '.join(missing)}; re-scoring "
+                        f"needs the train and test {what}, which runs written before re-scoring existed lack "
+                        "(re-run the job)")
 
 
 def entity_sizes(results: pd.DataFrame, columns) -> dict[str, dict]:
@@ -173,9 +120,9 @@ def _variant_dir(run_dir: Path, hash_: str) -> Path | None:
     root = Path(run_dir) / "rescored"
     for d in sorted(root.glob(f"*-{hash_[:6]}")) if root.is_dir() else []:
         try:
-            if config_hash(OmegaConf.load(d / "config.yaml")) == hash_:
+            if config_hash(rundir.read_config(d)) == hash_:
                 return d
-        except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):  # unreadable: not this variant's dir
+        except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException, DataError):  # unreadable: not this variant's dir
             continue
     return None
 
@@ -194,10 +141,7 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None, pa
     ``parent_cfg`` is the config the variant starts from (default: the run's config.yaml);
     a job skipped by skip_done passes its own, which has the run's config_hash."""
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.exists():
-        raise DataError(f"{cfg_path}: missing; expected a madbench run dir")
-    parent = parent_cfg if parent_cfg is not None else OmegaConf.load(cfg_path)
+    parent = rundir.migrate_config(parent_cfg) if parent_cfg is not None else rundir.read_config(run_dir)
     cfg = apply_overrides(parent, overrides)
     with open_dict(cfg):
         cfg.pop("rescore", None)
@@ -215,16 +159,18 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None, pa
         out_dir = _variant_dir(run_dir, hash_) or run_dir / "rescored" / _slug(overrides, hash_)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tcsv.atomic_write(out_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=False))
+    rundir.write_config(out_dir, cfg)
     results = RunResults(cfg, out_dir)
     with task_wrapper(results) as started:
-        sizes = entity_sizes(read_results(run_dir), SIZE_COLUMNS)
-        for ent in load_series(run_dir, needs_residuals=bool(cfg.scoring.get("needs_residuals"))):
-            results.add_scores(ent["name"], ent["labels"], ent["sensors"], ent["groups"], ent["train"], ent["test"],
-                               ent["val_mask"], ent["window"], sizes.get(ent["name"], {}),
-                               interpretation=ent["interpretation"], gradient=ent["gradient"])
-        if (run_dir / "train_log.csv").exists():
-            results.train_log = pd.read_csv(run_dir / "train_log.csv").to_dict("records")
+        sizes = entity_sizes(rundir.read_results(run_dir), SIZE_COLUMNS)
+        stored = rundir.read_scores(run_dir)
+        for e in stored.entities:
+            _check_rescorable_scores(run_dir, e, bool(cfg.scoring.get("needs_residuals")))
+            # ground-truth sensors, and a gradient attribution (it needs the model) as it was computed
+            results.add_scores(e.name, e.labels, e.sensors, e.groups, e.train, e.test, e.val_mask, stored.window,
+                               sizes.get(e.name, {}), interpretation=A.interpretation_of(e.extras),
+                               gradient=A.stored_gradient(e.extras, len(e.labels)))
+        results.train_log = rundir.read_train_log(run_dir)
         df = results.publish(results.evaluate_protocols(), started)
     return out_dir, df
 
@@ -234,15 +180,14 @@ def scores_digest(run_dir: Path) -> str | None:
     final train and test score, p-values and flags): equal digests, the same scoring model."""
     import hashlib
 
-    path = Path(run_dir) / "scores.npz"
-    if not path.exists():
+    if not (Path(run_dir) / "scores.npz").exists():
         return None
     h = hashlib.sha1()
-    with np.load(path, allow_pickle=False) as z:
-        for k in sorted(z.files):
-            if k.rsplit("__", 1)[-1] in ("score", "train_score", "p", "flags"):
-                h.update(k.encode())
-                h.update(np.ascontiguousarray(z[k]).tobytes())
+    for e in rundir.read_scores(run_dir).entities:
+        for field, v in (("score", e.score), ("train_score", e.train_score), ("p", e.p), ("flags", e.flags)):
+            if v is not None:
+                h.update(f"{e.name}/{field}".encode())
+                h.update(np.ascontiguousarray(v).tobytes())
     return h.hexdigest()
 
 
@@ -292,7 +237,7 @@ def rescore_all(paths: list[Path], overrides: list[str], progress: bool = True, 
     runs = [r for p in paths for r in find_run_dirs(Path(p))]
     for r in runs:  # every combination, on each run's own config: a refused one writes nothing at all
         if parent_cfg is not None or (r / "config.yaml").exists():
-            check_variants(parent_cfg if parent_cfg is not None else OmegaConf.load(r / "config.yaml"), overrides)
+            check_variants(parent_cfg if parent_cfg is not None else rundir.read_config(r), overrides)
     combos = expand(overrides)
     done, errors, said = [], [], []
     written: dict[Path, list[tuple[Path, list[str]]]] = {}
@@ -329,10 +274,7 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> pd.DataFrame:
     every row the config_hash of that updated config (the old one no longer describes the
     run dir)."""
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.exists():
-        raise DataError(f"{cfg_path}: missing; expected a madbench run dir")
-    saved = OmegaConf.load(cfg_path)
+    saved = rundir.read_config(run_dir)
     cfg = apply_overrides(saved, overrides)
     validate_after_score(cfg)
     merged = OmegaConf.create(OmegaConf.to_container(saved, resolve=False))
@@ -341,26 +283,26 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> pd.DataFrame:
             merged.protocol[name] = node
     hash_ = config_hash(merged)
     results = RunResults(cfg, run_dir)
-    results.entity_scores = load_scores(run_dir)
-    z, _ = _npz(run_dir)
-    results.arrays = {k: z[k] for k in z.files if k.endswith(("__sensor_p", "__sensors"))}  # anomalies' drivers
-    old = read_results(run_dir)
+    stored = rundir.read_scores(run_dir)
+    results.entity_scores = stored.entity_scores()
+    results.stored = {e.name: e for e in stored.entities}  # the anomalies' drivers (sensor_p)
+    old = rundir.read_results(run_dir)
     ident = old.iloc[0].to_dict() if len(old) else {}
     results.sizes = entity_sizes(old, SIZE_COLUMNS)  # the protocols do not recompute them
     carried = entity_sizes(old, ("total_seconds", "finished_at"))
     rows = []
     for r in results.evaluate_protocols():
-        base = {k: ident.get(k) for k in tcsv.ID_COLUMNS if k not in r}
+        base = {k: ident.get(k) for k in rundir.ID_COLUMNS if k not in r}
         base.update({"status": "ok", "error": ""})
         base.update({k: v for k, v in carried.get(r["entity"], {}).items() if k not in r})
         rows.append(base | r | {"config_hash": hash_})
-    new = tcsv.results_frame(rows)
+    new = rundir.results_frame(rows)
     kept = old[~old["protocol"].isin(list(cfg.protocol))].assign(config_hash=hash_) if len(old) else old
     df = pd.concat([kept, new], ignore_index=True) if len(kept) else new
-    tcsv.atomic_write(cfg_path, lambda p: OmegaConf.save(merged, p, resolve=False))
+    rundir.write_config(run_dir, merged)
     if results.anomalies is not None:
         results.write_anomalies()
-    tcsv.write_results(run_dir, df.to_dict("records"))
+    rundir.write_results(run_dir, df.to_dict("records"))
     return new
 
 

@@ -8,7 +8,6 @@ closes the loggers.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -22,12 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from madbench import attribution as A
 from madbench import protocols as P
+from madbench import rundir
 from madbench.config import config_hash
-from madbench.scoring import build_scorer
-from madbench.tracking.loggers import instantiate_loggers
 from madbench.errors import ConfigError, DataError, MadbenchError
-from madbench.tracking import csv as tcsv
-from madbench.tracking.plots import plot_entity
+from madbench.scoring import build_scorer
+from madbench.scoring.m2ad import top_sensors
+from madbench.tracking.loggers import instantiate_loggers
+from madbench.tracking.plots import plot_attribution, plot_entity
 
 log = logging.getLogger("madbench")
 
@@ -55,10 +55,9 @@ class RunResults:
         self.loggers = []
         self.entity_scores: list[P.EntityScores] = []
         self.sizes: dict[str, dict] = {}
-        self.arrays: dict[str, np.ndarray] = {}
+        #: per entity, what scores.npz keeps (madbench.rundir)
+        self.stored: dict[str, rundir.StoredEntity] = {}
         self.anomalies: list[dict] | None = None
-        self.groups: dict[str, dict] = {}
-        self.score_offsets: list[int] | None = None
 
     # -- the label-free objective of an hparams search --------------------------------
     def best_val_loss(self) -> float:
@@ -129,44 +128,10 @@ class RunResults:
                                 s_te.sensor_logp))
         self.entity_scores.append(es)
         self.sizes[name] = sizes
-        self._keep_arrays(name, labels, sensors, tr, te, s_te, es)
-        if groups:
-            self.groups[name] = groups
-
-    def _keep_arrays(self, name: str, labels, sensors, tr, te, s_te, es: P.EntityScores) -> None:
-        k = f"{name}__"
-        a = self.arrays
-        a[k + "labels"] = labels
-        a[k + "score"] = es.score
-        a[k + "step"] = te.step
-        a[k + "train_step"] = tr.step
-        a[k + "train_score"] = es.train_score
-        a[k + "val_mask"] = es.val_mask
-        a[k + "window_score"] = es.window_score
-        a[k + "window_start"] = es.window_start
-        if te.residuals is not None:
-            # both splits' residuals, so the scoring stage can be re-run without training
-            a[k + "residuals"] = te.residuals.astype(np.float32)
-            a[k + "train_residuals"] = tr.residuals.astype(np.float32)
-        if te.factor is not None:
-            # a head's score factor (already in `step`), kept on its own: with scoring=m2ad
-            # the final score comes from the residuals, and the factor is still there to read
-            a[k + "head_factor"] = te.factor
-            if tr.factor is not None:
-                a[k + "train_head_factor"] = tr.factor
-        if s_te.p is not None:
-            a[k + "p"] = s_te.p
-        if s_te.flags is not None:
-            a[k + "flags"] = s_te.flags
-        if s_te.sensor_p is not None:
-            a[k + "sensor_p"] = s_te.sensor_p.astype(np.float32)
-        a[k + "sensors"] = np.array(sensors)
-        # `uncalibrated` must survive re-evaluation (its rows carry a warning, nothing flagged)
-        a[k + "status"] = np.array(es.status)
-        if es.window_offsets is not None:
-            # the steps a window's score describes: the madcluster protocol's window labels
-            self.score_offsets = [int(o) for o in es.window_offsets]
-        a.update({k + n: v for n, v in A.to_arrays(es.extras).items()})
+        self.stored[name] = rundir.StoredEntity(
+            name=name, labels=labels, sensors=list(sensors), val_mask=val_mask, train=tr, test=te, score=es.score,
+            train_score=es.train_score, p=s_te.p, flags=s_te.flags, sensor_p=s_te.sensor_p, status=es.status,
+            groups=groups or None, extras=es.extras)
 
     # -- the protocols ------------------------------------------------------------------
     def evaluate_protocols(self) -> list[dict]:
@@ -193,12 +158,10 @@ class RunResults:
 
     def _drivers(self, entity: str, start: int, end: int) -> str:
         """The sensors that drove an alarm (strongest per-sensor p-values over it), ';'-joined."""
-        sp = self.arrays.get(f"{entity}__sensor_p")
-        if sp is None:
+        kept = self.stored.get(entity)
+        if kept is None or kept.sensor_p is None:
             return ""
-        from madbench.scoring.m2ad import top_sensors
-
-        return ";".join(top_sensors(sp, start, end, list(self.arrays[f"{entity}__sensors"])))
+        return ";".join(top_sensors(kept.sensor_p, start, end, kept.sensors))
 
     # -- outputs ----------------------------------------------------------------------
     def finalize(self, rows: list[dict], status: str, error: str, started: float) -> pd.DataFrame:
@@ -209,22 +172,16 @@ class RunResults:
             rows = [{"entity": "ALL", "aggregate": "", "protocol": p} for p in (self.cfg.get("protocol") or {"none": 0})]
         for r in rows:
             r.update({k: v for k, v in base.items() if k not in r or k in ("status", "error")})
-        if self.arrays:
-            names = sorted({k.split("__")[0] for k in self.arrays if not k.startswith("__")})
-            meta = {"entities": names, "window": int(self.cfg.dataset.window), "config_hash": self.hash,
-                    "groups": self.groups}
-            if self.score_offsets is not None:
-                meta["score_offsets"] = self.score_offsets
-            self.arrays["__meta__"] = np.array(json.dumps(meta))
-            tcsv.write_npz(self.run_dir / "scores.npz", self.arrays)
-        tcsv.write_train_log(self.run_dir, self.train_log)
+        if self.stored:
+            rundir.write_scores(self.run_dir, rundir.StoredScores(
+                entities=list(self.stored.values()), window=int(self.cfg.dataset.window), config_hash=self.hash))
+        rundir.write_train_log(self.run_dir, self.train_log)
         if self.anomalies is not None:
             self.write_anomalies()
-        return tcsv.write_results(self.run_dir, rows)
+        return rundir.write_results(self.run_dir, rows)
 
     def write_anomalies(self) -> None:
-        frame = pd.DataFrame(self.anomalies, columns=["entity", "start", "end", "score", "top_sensors"])
-        tcsv.atomic_write(self.run_dir / "anomalies.csv", lambda p: frame.to_csv(p, index=False))
+        rundir.write_anomalies(self.run_dir, self.anomalies)
 
     def publish(self, rows: list[dict], started: float) -> pd.DataFrame:
         """The ``ok`` outputs: run-dir files, plots, and the results to every logger."""
@@ -253,9 +210,7 @@ class RunResults:
         if shown is None:
             return None
         i, span, values, truth = shown
-        from madbench.tracking.plots import plot_attribution
-
-        sensors = [str(s) for s in self.arrays[f"{es.name}__sensors"]]
+        sensors = self.stored[es.name].sensors
         return plot_attribution(self.run_dir / "plots" / f"{es.name}_attribution.png", es.name, span, values,
                                 sensors, truth, es.extras.get("attribution_kind", ""))
 

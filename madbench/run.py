@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm.auto import tqdm
 
-from madbench import attribution
+from madbench import attribution, rundir
 from madbench.checks import validate
 from madbench.config import build, node_without
 from madbench.data.entity import Entity
@@ -29,7 +29,6 @@ from madbench.detector import Detector
 from madbench.errors import ConfigError, DataError
 from madbench.fit import bar_disabled
 from madbench.results import RunResults, task_wrapper
-from madbench.tracking import csv as tcsv
 
 log = logging.getLogger("madbench")
 
@@ -241,12 +240,12 @@ def main(cfg: DictConfig, run_dir: Path | str) -> pd.DataFrame:
     done = _already_done(cfg, job.results.hash, run_dir)
     if done is not None:
         log.info("skip_done: config_hash %s already has an ok result in %s", job.results.hash, done)
-        tcsv.atomic_write(run_dir / "skipped.json", lambda p: Path(p).write_text(
+        rundir.atomic_write(run_dir / "skipped.json", lambda p: Path(p).write_text(
             json.dumps({"config_hash": job.results.hash, "done_in": str(done)})))
         if cfg.get("rescore"):  # the variants it asks for may be new, or a killed re-scoring left some out
             _rescore(done, cfg)
-        return tcsv.read_results(done)
-    tcsv.atomic_write(run_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=False))
+        return rundir.read_results(done)
+    rundir.write_config(run_dir, cfg)
     with task_wrapper(job.results) as started:
         df = job.results.publish(job.run(), started)
     if cfg.get("rescore"):

@@ -40,3 +40,42 @@ def assert_refused_before_training(overrides, tmp_path, match: str) -> None:
     res = pd.read_csv(tmp_path / "results.csv")
     assert (res.status == "failed").all() and (res.error == str(e.value)).all()
     assert not (tmp_path / "scores.npz").exists()
+
+
+def stored(run_dir) -> dict:
+    """A run dir's scores.npz through the run-dir module: {entity name: StoredEntity}."""
+    from madbench.rundir import read_scores
+
+    return {e.name: e for e in read_scores(run_dir).entities}
+
+
+#: run dirs written by madbench before the run-dir module (scores format version 1): a
+#: forecaster scored with M2AD under every protocol, and Deep SVDD with the MADCluster head
+V1_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rundir_v1"
+
+
+def v1_run(tmp_path, name: str = "lstm_m2ad") -> Path:
+    """A copy of a committed version-1 run dir (tests may rewrite it)."""
+    import shutil
+
+    dst = Path(tmp_path) / f"v1_{name}"
+    shutil.copytree(V1_FIXTURES / name, dst)
+    return dst
+
+
+def rewrite_v1_scores(run_dir, drop_suffix: str | None = None, meta_drop: str | None = None) -> None:
+    """Rewrite a version-1 scores.npz as an older run would have written it: without the
+    arrays ending in ``drop_suffix``, or without the meta key ``meta_drop``."""
+    import json
+
+    import numpy as np
+
+    path = Path(run_dir) / "scores.npz"
+    z = dict(np.load(path))
+    if drop_suffix:
+        z = {k: v for k, v in z.items() if not k.endswith(drop_suffix)}
+    if meta_drop:
+        meta = json.loads(str(z["__meta__"]))
+        meta.pop(meta_drop)
+        z["__meta__"] = np.array(json.dumps(meta))
+    np.savez(path, **z)

@@ -19,7 +19,7 @@ from madbench.config import config_hash
 from madbench.data.entity import Entity
 from madbench.data.smd import load_smd
 from madbench.errors import ConfigError, DataError
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, stored
 from tests.data.conftest import write_smd
 
 
@@ -200,10 +200,10 @@ def test_injected_anomaly_on_sensors_2_and_5_is_attributed_to_them(tmp_path, bac
     assert row.interp_steps == 40 and row.interp_events == 1
     # the two shifted sensors rank first at every labelled step
     assert row.hit_100 == 1.0 and row.ndcg_100 == pytest.approx(1.0)
-    z = np.load(tmp_path / "run" / "scores.npz")
-    assert z["inj__attribution"].shape == (40, 8)                        # only the steps the metrics use
-    assert z["inj__attribution_steps"].tolist() == list(range(200, 240))
-    top2 = np.argsort(-z["inj__attribution"], axis=1, kind="stable")[:, :2]
+    x = stored(tmp_path / "run")["inj"].extras
+    assert x["attribution"].shape == (40, 8)                        # only the steps the metrics use
+    assert x["attribution_steps"].tolist() == list(range(200, 240))
+    top2 = np.argsort(-x["attribution"], axis=1, kind="stable")[:, :2]
     assert (np.sort(top2, axis=1) == [2, 5]).all()
 
 
@@ -244,10 +244,9 @@ def test_rescoring_rebuilds_residual_attribution_and_reevaluation_keeps_it(smd_r
     out, variant = rescore(d, ["attribution=residual"])
     row = variant[(variant.entity == "machine-1-2") & (variant.protocol == "strict")].iloc[0]
     assert row.attribution == "residual" and row.interp_steps == 10
-    z = np.load(d / "scores.npz")
-    res = np.abs(z["machine-1-2__residuals"][z["machine-1-2__attribution_steps"]])
-    zv = np.load(out / "scores.npz")
-    np.testing.assert_allclose(zv["machine-1-2__attribution"], res, rtol=1e-6)
+    e = stored(d)["machine-1-2"]
+    res = np.abs(e.test.residuals[e.extras["attribution_steps"]])
+    np.testing.assert_allclose(stored(out)["machine-1-2"].extras["attribution"], res, rtol=1e-6)
     again = reevaluate(d, ["protocol=[strict]"])
     cols = ["entity", "aggregate", "attribution", "hit_100", "hit_150", "ndcg_100", "interp_steps", "interp_events"]
     key = ["entity", "aggregate"]

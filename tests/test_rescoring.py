@@ -15,7 +15,7 @@ from madbench import rescoring as E
 from madbench import run
 from madbench.errors import ConfigError, DataError
 from madbench.tracking.collect import collect
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, rewrite_v1_scores, stored, v1_run
 
 BIN = Path(sys.executable).parent
 M2AD = ["scoring=m2ad", "protocol=[strict,m2ad]", "trainer.epochs=1"]
@@ -33,7 +33,9 @@ def m2ad_run(tmp_path_factory):
 def _metric_rows(df):
     cols = ["entity", "aggregate", "protocol", "precision", "recall", "f1", "event_tp", "event_fp", "event_fn",
             "auc_roc", "vus_pr", "threshold"]
-    return df[cols].sort_values(["protocol", "entity", "aggregate"]).reset_index(drop=True)
+    # counts are written as integers: compare values, not the dtype a CSV column happened to get
+    out = df[cols].sort_values(["protocol", "entity", "aggregate"]).reset_index(drop=True)
+    return out.astype({c: float for c in cols[3:]})
 
 
 @pytest.mark.parametrize("variant", [["scoring.calibration=chi2"], ["scoring.distribution=normal", "scoring.error=area"],
@@ -46,9 +48,9 @@ def test_rescored_variant_equals_a_job_trained_with_it(m2ad_run, tmp_path, varia
     # same config → same identity, and the same numbers
     assert df.config_hash.iloc[0] == direct.config_hash.iloc[0] != pd.read_csv(m2ad_run / "results.csv").config_hash.iloc[0]
     pd.testing.assert_frame_equal(_metric_rows(df), _metric_rows(direct), rtol=1e-6)
-    a, b = np.load(out_dir / "scores.npz"), np.load(tmp_path / "direct" / "scores.npz")
+    a, b = stored(out_dir)["sys0"], stored(tmp_path / "direct")["sys0"]
     for name in ("score", "train_score") + (("p", "flags") if "scoring=raw" not in variant else ()):
-        np.testing.assert_allclose(a[f"sys0__{name}"], b[f"sys0__{name}"], rtol=1e-6, equal_nan=True)
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-6, equal_nan=True)
     assert set(df.scoring) == {"raw" if "scoring=raw" in variant else "m2ad"}
     assert (df.status == "ok").all() and (df.epochs_run[df.entity != "ALL"] == 1).all()
 
@@ -72,13 +74,10 @@ def test_rescoring_refuses_keys_that_change_training(m2ad_run):
 
 
 def test_rescoring_a_run_without_residuals_names_file_and_entity(tmp_path):
-    d = tmp_path / "raw"
-    run.main(compose_cfg(["trainer.epochs=1"]), d)  # forecast objective: residuals are kept
-    z = dict(np.load(d / "scores.npz"))
-    z = {k: v for k, v in z.items() if not k.endswith("train_residuals")}  # as an older run dir
-    np.savez(d / "scores.npz", **z)
+    d = v1_run(tmp_path)
+    rewrite_v1_scores(d, drop_suffix="train_residuals")  # as a run dir from before re-scoring
     with pytest.raises(DataError, match=r"scores\.npz: entity sys0 has no train_residuals"):
-        E.rescore(d, ["scoring=m2ad"])
+        E.rescore(d, ["scoring.calibration=chi2"])
     # the variant dir records the failure instead of being left half-written
     failed = pd.read_csv(next((d / "rescored").iterdir()) / "results.csv")
     assert (failed.status == "failed").all() and failed.error.str.contains("train_residuals").all()
@@ -161,12 +160,8 @@ def test_a_variant_is_logged_to_wandb_like_a_job(tmp_path):
 
 def test_residual_scoring_does_not_need_the_step_scores(m2ad_run, tmp_path):
     """Runs written between the two additions keep residuals but no train step scores."""
-    import shutil
-
-    d = tmp_path / "older"
-    shutil.copytree(m2ad_run, d, ignore=shutil.ignore_patterns("rescored"))
-    z = {k: v for k, v in np.load(d / "scores.npz").items() if not k.endswith("train_step")}
-    np.savez(d / "scores.npz", **z)
+    d = v1_run(tmp_path)
+    rewrite_v1_scores(d, drop_suffix="train_step")
     out_dir, df = E.rescore(d, ["scoring.calibration=chi2"])
     assert (df.status == "ok").all()
     with pytest.raises(DataError, match="has no train_step"):
@@ -232,7 +227,7 @@ def test_reevaluating_a_run_in_place_reproduces_its_rows_for_every_protocol(tmp_
     pd.testing.assert_frame_equal(again.sort_values(key).reset_index(drop=True)[sorted(job.columns)],
                                   job.sort_values(key).reset_index(drop=True)[sorted(job.columns)])
     assert (d / "anomalies.csv").read_bytes() == anomalies
-    assert str(np.load(d / "scores.npz")["sys1__status"]) == "uncalibrated"
+    assert stored(d)["sys1"].status == "uncalibrated"
 
 
 def test_in_place_alpha_change_rewrites_anomalies_csv(m2ad_run, tmp_path):
@@ -250,24 +245,17 @@ def test_in_place_alpha_change_rewrites_anomalies_csv(m2ad_run, tmp_path):
 
 def test_runs_without_score_offsets_fall_back_to_the_window_span_and_say_so(m2ad_run, tmp_path, caplog):
     """Run dirs written before the offsets were kept still re-evaluate, with the old window span."""
-    import json
-    import shutil
-
-    d = tmp_path / "older"
-    shutil.copytree(m2ad_run, d, ignore=shutil.ignore_patterns("rescored"))
-    z = dict(np.load(d / "scores.npz"))
-    meta = json.loads(str(z["__meta__"]))
-    assert meta["score_offsets"] == [20]  # a forecaster, window 20: its score describes step start + 20
-    del meta["score_offsets"]
-    z["__meta__"] = np.array(json.dumps(meta))
-    np.savez(d / "scores.npz", **z)
+    d = v1_run(tmp_path)
+    # a forecaster, window 20: its score describes step start + 20
+    assert E.load_scores(d)[0].window_offsets.tolist() == [20]
+    rewrite_v1_scores(d, meta_drop="score_offsets")
     (e, *_) = E.load_scores(d)
     assert e.window_offsets is None
     with caplog.at_level("WARNING"):
         rows = E.reevaluate(d, ["protocol=[madcluster]"])
     assert "no score_offsets" in caplog.text and (rows.status == "ok").all()
     # the old span: window s is labelled by steps s..s+19
-    (e0,) = [x for x in E.load_scores(m2ad_run) if x.name == "sys0"]
+    (e0,) = [x for x in E.load_scores(v1_run(tmp_path / "again")) if x.name == "sys0"]
     old = P.build("madcluster", {"window": 100}).evaluate(
         [P.EntityScores(**{**e0.__dict__, "window_offsets": np.arange(20)})])[0]
     assert rows[rows.entity == "sys0"].f1.iloc[0] == pytest.approx(old["f1"])
@@ -348,7 +336,9 @@ def own_m2ad_run(m2ad_run, tmp_path):
 def test_unknown_keys_are_refused_and_write_nothing(own_m2ad_run):
     """`protocol.m2ad.grouping=forward protocol.m2ad.bridge=0,360` used to write two variant
     dirs with new hashes and identical numbers when neither key existed (a run trained before
-    issue 14, simulated by taking them out of its config.yaml; `+key=` adds them)."""
+    issue 14, simulated by taking them out of its config.yaml). Now the run dir's config is
+    migrated when read (madbench.rundir.migrate_config): the keys are there, at the values the
+    old code used (padding, bridge 360), so the override is a real change."""
     from omegaconf import OmegaConf
 
     cfg_path = own_m2ad_run / "config.yaml"
@@ -356,12 +346,12 @@ def test_unknown_keys_are_refused_and_write_nothing(own_m2ad_run):
     old = OmegaConf.load(cfg_path)
     del old.protocol.m2ad["grouping"], old.protocol.m2ad["bridge"]
     OmegaConf.save(old, cfg_path)
-    with pytest.raises(ConfigError, match=r"^protocol\.m2ad\.grouping: unknown key \(not in the run's config\); "
-                                          r"protocol\.m2ad has alpha, calibration, level, padding, window; a new key "
-                                          r"needs \+protocol\.m2ad\.grouping=\.\.\.$"):
-        E.rescore_all([own_m2ad_run], ["protocol.m2ad.grouping=forward", "protocol.m2ad.bridge=0,360"], progress=False)
+    with pytest.raises(ConfigError, match=r"^protocol\.m2ad\.grupping: unknown key \(not in the run's config\); "
+                                          r"protocol\.m2ad has alpha, bridge, calibration, grouping, level, padding, "
+                                          r"window; a new key needs \+protocol\.m2ad\.grupping=\.\.\.$"):
+        E.rescore_all([own_m2ad_run], ["protocol.m2ad.grupping=forward", "protocol.m2ad.bridge=0,360"], progress=False)
     assert not (own_m2ad_run / "rescored").exists()
-    done, errors = E.rescore_all([own_m2ad_run], ["+protocol.m2ad.grouping=forward", "+protocol.m2ad.bridge=0"],
+    done, errors = E.rescore_all([own_m2ad_run], ["protocol.m2ad.grouping=forward", "protocol.m2ad.bridge=0"],
                                  progress=False)
     assert len(done) == 1 and not errors
     OmegaConf.save(new, cfg_path)

@@ -12,8 +12,8 @@ import pytest
 from madbench import run
 from madbench.errors import ConfigError, DataError
 from madbench.metrics import METRIC_COLUMNS
-from madbench.tracking.csv import RESULT_COLUMNS
-from tests.conftest import ROOT, compose_cfg
+from madbench.rundir import RESULT_COLUMNS
+from tests.conftest import ROOT, compose_cfg, stored
 from tests.tracking.wandb_records import raw_records
 
 BIN = Path(sys.executable).parent
@@ -64,23 +64,22 @@ def test_result_schema(tiny_run):
 
 def test_scores_align_with_labels(tiny_run):
     cfg, d, df = tiny_run
-    z = np.load(d / "scores.npz")
-    meta = json.loads(str(z["__meta__"]))
-    assert meta["entities"] == ["sys0", "sys1"]
+    kept = stored(d)
+    assert list(kept) == ["sys0", "sys1"]
     # a forecaster's window score describes its target step, start + window (madcluster's window labels)
-    assert meta["score_offsets"] == [cfg.dataset.window]
-    assert str(z["sys0__status"]) == "ok"
+    assert kept["sys0"].test.offsets.tolist() == [cfg.dataset.window]
+    assert kept["sys0"].status == "ok"
     from madbench.data.synthetic import load
 
     ents = {e.name: e for e in load(n_systems=2, train_len=400, test_len=400, seed=0)}
-    for name in meta["entities"]:
-        labels, score = z[f"{name}__labels"], z[f"{name}__score"]
+    for name, e in kept.items():
+        labels, score = e.labels, e.score
         np.testing.assert_array_equal(labels, ents[name].labels)
         assert score.shape == labels.shape
         # forecast: the first `window` steps have no score (missing, never zero)
         w = cfg.dataset.window
         assert np.isnan(score[:w]).all() and np.isfinite(score[w:]).all()
-        assert z[f"{name}__residuals"].shape == (len(labels), 8)
+        assert e.test.residuals.shape == (len(labels), 8)
     strict = df[(df.protocol == "strict") & (df.entity == "sys0")].iloc[0]
     assert strict.n_missing == cfg.dataset.window and strict.n_scored == 400 - cfg.dataset.window
 
@@ -89,11 +88,11 @@ def test_same_seed_same_scores(tmp_path):
     cfg = compose_cfg(["dataset.n_systems=1", "trainer.epochs=1"])
     run.main(cfg, tmp_path / "a")
     run.main(cfg, tmp_path / "b")
-    a, b = np.load(tmp_path / "a" / "scores.npz"), np.load(tmp_path / "b" / "scores.npz")
-    np.testing.assert_array_equal(a["sys0__score"], b["sys0__score"])
+    a, b = stored(tmp_path / "a")["sys0"], stored(tmp_path / "b")["sys0"]
+    np.testing.assert_array_equal(a.score, b.score)
     c = compose_cfg(["dataset.n_systems=1", "trainer.epochs=1", "seed=1"])
     run.main(c, tmp_path / "c")
-    assert not np.array_equal(np.load(tmp_path / "c" / "scores.npz")["sys0__score"], a["sys0__score"], equal_nan=True)
+    assert not np.array_equal(stored(tmp_path / "c")["sys0"].score, a.score, equal_nan=True)
 
 
 def test_bad_config_fails_before_training_with_failed_row(tmp_path):

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from madbench import tables as T
-from madbench.tracking.csv import results_frame
+from madbench.rundir import results_frame
 
 BIN = Path(sys.executable).parent
 PER_SIGNAL = Path(T.__file__).parent / "paper" / "m2ad_benchmark_per_signal.csv"
@@ -436,7 +436,8 @@ def paired_grid_results(tmp_path):
     m2ad; scores.npz for the traces."""
     import yaml
 
-    from madbench.tracking.csv import write_npz
+    from madbench import rundir
+    from madbench.scoring.base import SeriesScores
 
     base = {"C-1": 0.3, "D-14": 0.5, "M-6": 0.2}
     labels = np.zeros(50, dtype=np.int8)
@@ -451,7 +452,7 @@ def paired_grid_results(tmp_path):
                                                                "scoring": {"name": sc}, "seed": seed}))
                 rid = f"{sc}{head}{seed}"
                 gain = 0.1 if (head == "madcluster" and sc == "raw") else 0.0
-                arrays = {}
+                stored = []
                 for e, v in base.items():
                     rows.append(dict(run_id=rid, run_dir=str(d), dataset="msl", backbone="lstm", head=head, scoring=sc,
                                      seed=seed, status="ok", entity=e, protocol="madcluster", f1=v + gain))
@@ -459,12 +460,11 @@ def paired_grid_results(tmp_path):
                                      seed=seed, status="ok", entity=e, protocol="strict", f1=v,
                                      threshold=2.0 if head == "none" else 20.0))
                     score = np.linspace(0, 1, 50) * (10 if head == "madcluster" else 1)
-                    for n, a in {"labels": labels if e != "C-1" else np.zeros(50, np.int8), "score": score,
-                                 "train_score": score, "val_mask": np.ones(50, bool), "window_score": score[:40],
-                                 "window_start": np.arange(40)}.items():
-                        arrays[f"{e}__{n}"] = a
-                arrays["__meta__"] = np.array(json.dumps({"entities": sorted(base), "window": 10}))
-                write_npz(d / "scores.npz", arrays)
+                    series = SeriesScores(step=score, residuals=None, window=score[:40], window_start=np.arange(40))
+                    stored.append(rundir.StoredEntity(
+                        name=e, labels=labels if e != "C-1" else np.zeros(50, np.int8), sensors=["s0"],
+                        val_mask=np.ones(50, bool), train=series, test=series, score=score, train_score=score))
+                rundir.write_scores(d, rundir.StoredScores(entities=stored, window=10))
     return results_frame(rows)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from madbench.tracking.csv import atomic_write, results_frame
+from madbench.rundir import atomic_write, results_frame
 
 KEY = ["config_hash", "entity", "aggregate", "protocol"]
 

@@ -12,7 +12,7 @@ from madbench import run
 from madbench.errors import ConfigError, TrainingError
 from madbench.heads.madcluster import (MADClusterHead, cluster_loss, cosine_assignment, dec_target, kl_cluster_loss,
                                        mapping_loss, student_t_assignment, threshold_target)
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, stored
 
 F64 = torch.float64
 
@@ -188,8 +188,8 @@ def test_nu_r_and_the_loss_parts_are_logged_per_epoch(head_run):
 
 def test_score_is_the_backbone_score_times_the_head_factor(head_run):
     cfg, d, df = head_run
-    z = np.load(d / "scores.npz")
-    step, res, factor = z["sys0__step"], z["sys0__residuals"], z["sys0__head_factor"]
+    e = stored(d)["sys0"]
+    step, res, factor = e.test.step, e.test.residuals, e.test.factor
     ok = np.isfinite(step)
     # a forecast scores one step per window: step = mean(residual²) × the window's factor
     np.testing.assert_allclose(step[ok], (res[ok] ** 2).mean(1) * factor[ok], rtol=1e-5)
@@ -203,11 +203,11 @@ def test_madcluster_and_m2ad_together(tmp_path):
                        "protocol=[strict,m2ad]"])
     df = run.main(cfg, tmp_path)
     assert (df.status == "ok").all() and set(df["head"]) == {"madcluster"} and set(df.scoring) == {"m2ad"}
-    z = np.load(tmp_path / "scores.npz")
-    assert "sys0__head_factor" in z and "sys0__p" in z and "sys0__sensor_p" in z
+    e = stored(tmp_path)["sys0"]
+    assert e.test.factor is not None and e.p is not None and e.sensor_p is not None
     # the final score is M2AD's Fisher statistic of the residuals, not the head-scaled step
-    ok = np.isfinite(z["sys0__score"])
-    assert not np.allclose(z["sys0__score"][ok], z["sys0__step"][ok])
+    ok = np.isfinite(e.score)
+    assert not np.allclose(e.score[ok], e.test.step[ok])
 
 
 def test_reference_quirks_let_nu_leave_and_the_run_fails_saying_so(tmp_path):

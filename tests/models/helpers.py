@@ -39,12 +39,12 @@ def assert_m2ad_run_scores_every_step(backbone: str, tmp_path) -> None:
     every step gets a finite score (no zero padding) and the residuals cover the 8 sensors,
     not the 4 covariates."""
     from madbench import run
-    from tests.conftest import compose_cfg
+    from tests.conftest import compose_cfg, stored
 
     cfg = compose_cfg([f"backbone={backbone}", "dataset.n_systems=1", "trainer.epochs=1", "scoring=m2ad",
                        "protocol=[strict,madcluster]"])
     df = run.main(cfg, tmp_path)
     assert (df.status == "ok").all()
-    z = np.load(tmp_path / "scores.npz")
-    assert np.isfinite(z["sys0__score"]).all()
-    assert z["sys0__residuals"].shape == (len(z["sys0__score"]), 8)
+    e = stored(tmp_path)["sys0"]
+    assert np.isfinite(e.score).all()
+    assert e.test.residuals.shape == (len(e.score), 8)

@@ -13,7 +13,7 @@ from madbench.errors import ConfigError
 from madbench.fit import Trainer
 from madbench.models.deepsvdd import DeepSVDDEncoder
 from madbench.objectives.deepsvdd import OneClassObjective, SoftBoundaryObjective, pushed_from_zero
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, stored
 
 
 def test_centre_coordinates_near_zero_are_pushed_out_keeping_their_sign():
@@ -95,8 +95,8 @@ def test_window_score_covers_every_step_with_no_zero_padding(tmp_path):
     cfg = compose_cfg(["backbone=deepsvdd", "dataset.n_systems=1", "trainer.epochs=1", "protocol=[strict,madcluster]"])
     df = run.main(cfg, tmp_path)
     assert (df.status == "ok").all()
-    z = np.load(tmp_path / "scores.npz")
-    score = z["sys0__score"]
+    e = stored(tmp_path)["sys0"]
+    score = e.score
     assert np.isfinite(score).all() and (score > 0).all()  # every step is covered by some window
     # a window's score is its distance d; its steps all carry d, so the window score is d
-    assert "sys0__residuals" not in z
+    assert e.test.residuals is None

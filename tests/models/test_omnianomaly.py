@@ -18,7 +18,7 @@ from madbench.fit import Trainer
 from madbench.models.omnianomaly import (OmniAnomaly, PlanarFlow, normal_from_uniform, random_walk_cholesky,
                                           window_uniforms)
 from madbench.objectives.omnianomaly import OmniAnomalyObjective
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, stored
 
 L, D, S = 12, 4, 3
 
@@ -281,7 +281,7 @@ def test_a_run_trains_and_scores_with_m2ad_and_a_bad_n_samples_is_refused(tmp_pa
     assert cfg.trainer.val_ratio == 0.3 and cfg.trainer.batch_size == 64   # debug=tiny's batch; the recipe's 30%
     df = run.main(cfg, tmp_path / "ok")
     assert (df.status == "ok").all()
-    z = np.load(tmp_path / "ok" / "scores.npz")
-    assert np.isfinite(z["sys0__score"]).all() and z["sys0__residuals"].shape[1] == cfg.dataset.n_sensors
+    e = stored(tmp_path / "ok")["sys0"]
+    assert np.isfinite(e.score).all() and e.test.residuals.shape[1] == cfg.dataset.n_sensors
     with pytest.raises(ConfigError, match=r"^backbone.n_samples=0"):
         run.main(compose_cfg(["backbone=omnianomaly", "backbone.n_samples=0", "dataset.n_systems=1"]), tmp_path / "bad")

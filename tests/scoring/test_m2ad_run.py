@@ -10,7 +10,7 @@ from madbench.checks import validate
 from madbench.errors import ConfigError, DataError
 from madbench.scoring.base import SeriesScores
 from madbench.scoring.scorers import M2ADScoring
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, stored
 
 
 def series(res):
@@ -22,8 +22,8 @@ def test_m2ad_on_lstm_autoencoder_writes_anomalies_and_sensor_pvalues(tmp_path):
                        "dataset.n_systems=1", "trainer.epochs=1"])
     df = run.main(cfg, tmp_path)
     assert (df.status == "ok").all() and set(df.scoring) == {"m2ad"}
-    z = np.load(tmp_path / "scores.npz")
-    p, sp, score = z["sys0__p"], z["sys0__sensor_p"], z["sys0__score"]
+    e = stored(tmp_path)["sys0"]
+    p, sp, score = e.p, e.sensor_p, e.score
     assert sp.shape == (400, 8) and p.shape == score.shape == (400,)
     ok = np.isfinite(p)
     assert ok.all()  # a reconstruction scores every step
@@ -34,7 +34,7 @@ def test_m2ad_on_lstm_autoencoder_writes_anomalies_and_sensor_pvalues(tmp_path):
     anomalies = pd.read_csv(tmp_path / "anomalies.csv", keep_default_na=False)
     assert list(anomalies.columns) == ["entity", "start", "end", "score", "top_sensors"]
     assert len(anomalies) > 0  # the loop below must check something
-    sensors = [str(s) for s in z["sys0__sensors"]]
+    sensors = e.sensors
     for a in anomalies.itertuples():  # the drivers named are the sensors with the smallest p over the interval
         names = a.top_sensors.split(";")
         assert len(names) == 3 and set(names) <= set(sensors)
@@ -42,7 +42,7 @@ def test_m2ad_on_lstm_autoencoder_writes_anomalies_and_sensor_pvalues(tmp_path):
         assert names == [sensors[i] for i in np.argsort(-fisher, kind="stable")[:3]]
     m2ad = df[(df.protocol == "m2ad") & (df.entity == "sys0")].iloc[0]
     assert m2ad.n_detected == len(anomalies)
-    flags = z["sys0__flags"]
+    flags = e.flags
     assert np.array_equal(flags, p < 0.001)
 
 
@@ -73,7 +73,7 @@ def test_reference_mode_targets_end_plus_one_and_refits_scaler(tmp_path, monkeyp
     flags = ["backbone.reference_quirks=true", "scoring.reference_quirks=true"] if quirks else []
     cfg = compose_cfg([*flags, "scoring=m2ad", "dataset.n_systems=1", "trainer.epochs=0", "protocol=[m2ad]"])
     seen = _test_series_the_job_saw(monkeypatch, cfg, tmp_path)
-    score = np.load(tmp_path / "scores.npz")["sys0__score"]
+    score = stored(tmp_path)["sys0"].score
     w = cfg.dataset.window
     # the authors' target is step end+1: one more unscored step than the corrected default
     lead = w + 1 if quirks else w

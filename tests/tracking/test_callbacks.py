@@ -5,7 +5,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from madbench.errors import ConfigError
-from madbench.tracking import csv as tcsv
+from madbench import rundir as tcsv
 from madbench.tracking.callbacks import SweepReport, check_objective, job_state, sweep_status
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from madbench.tracking import csv as tcsv
+from madbench import rundir as tcsv
 from madbench.tracking.collect import KEY, collect, dedup, find_ok_run, skipped_targets
 
 

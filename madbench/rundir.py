@@ -1,0 +1,349 @@
+"""The run directory: one module writes and reads every file of it, and migrates old ones.
+
+A run dir holds ``config.yaml`` (the composed config), ``results.csv`` (the long result
+rows), ``scores.npz`` (every entity's scores, so everything after the score stage can be
+re-run without training), ``train_log.csv`` (per-epoch losses), ``anomalies.csv`` (the m2ad
+protocol's detected intervals) and ``plots/``. Every write is atomic (a temporary file in
+the same directory, then a rename), so a killed job never leaves a half-written file and a
+collector never reads one; files get the permissions the user's umask gives.
+
+``scores.npz`` is a versioned format (``SCORES_VERSION``). Its ``__meta__`` (JSON) names
+the format, the version, the entities in order, the model window, the steps a window's
+score describes (``score_offsets``), the sensor groups and the config_hash. Entity ``i``'s
+arrays are ``e{i}/<field>``: the score stage's output of both splits (``test/step``,
+``test/residuals``, ``test/window``, ``test/window_start``, ``test/factor/<name>``, and the
+same under ``train/``), the scoring stage's output (``score``, ``train_score``, ``p``,
+``flags``, ``sensor_p``, ``status``), the labels, sensors and validation mask, and the
+attribution's arrays (``attribution/<name>``). :func:`write_scores` and
+:func:`read_scores` are inverses over :class:`StoredEntity`.
+
+Older run dirs are read through ``MIGRATIONS`` (scores) and :func:`migrate_config`
+(config.yaml), and nowhere else: a reader never branches on what an old file lacks.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from madbench.errors import DataError
+from madbench.metrics import METRIC_COLUMNS
+from madbench.metrics.interpretation import INTERPRETATION_COLUMNS
+from madbench.protocols import EntityScores
+from madbench.scoring.base import SeriesScores
+
+SCORES_FORMAT = "madbench.scores"
+#: 1: ``<entity>__<field>`` keys, no version (madbench before the run-dir module);
+#: 2: entities by index, ``e{i}/<split>/<field>``, versioned meta
+SCORES_VERSION = 2
+
+ID_COLUMNS = ["run_id", "config_hash", "seed", "name", "dataset", "backbone", "objective", "head", "scoring",
+              "protocol", "entity", "aggregate", "status", "error"]
+SIZE_COLUMNS = ["n_entities", "n_train", "n_test", "n_sensors", "n_inputs", "n_scored", "n_missing", "epochs_run",
+                "fit_seconds", "score_seconds", "total_seconds", "finished_at"]
+# the interpretation columns rank sensors against test labels (never a threshold); empty
+# where the dataset names no ground-truth sensors
+RESULT_COLUMNS = ID_COLUMNS + SIZE_COLUMNS + ["threshold", "threshold_uses_test_labels"] + list(METRIC_COLUMNS) \
+    + list(INTERPRETATION_COLUMNS)
+
+
+# -- writing files -----------------------------------------------------------------------------
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path`` (same directory, so atomic). The
+    file gets the permissions the user's umask gives a new file (0644 under umask 022):
+    ``mkstemp`` makes its file owner-only, which would keep collaborators on a shared
+    cluster from reading each other's results."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# -- results.csv and train_log.csv ---------------------------------------------------------------
+#: columns that hold counts: written as integers (``n_train 3000``, not ``3000.0``)
+INTEGER_COLUMNS = ["seed", "n_entities", "n_train", "n_test", "n_sensors", "n_inputs", "n_scored", "n_missing",
+                   "epochs_run", "event_tp", "event_fp", "event_fn", "n_detected", "interp_steps", "interp_events",
+                   "interp_events_skipped"]
+
+
+def results_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows → the long result schema: every column present, extras kept at the end, counts
+    as (nullable) integers."""
+    df = pd.DataFrame(rows)
+    for c in RESULT_COLUMNS:
+        if c not in df.columns:
+            df[c] = np.nan
+    extra = [c for c in df.columns if c not in RESULT_COLUMNS]
+    df = df[RESULT_COLUMNS + extra]
+    for c in INTEGER_COLUMNS:
+        if c in df:
+            v = pd.to_numeric(df[c], errors="coerce")
+            if v.notna().any() and np.all(np.mod(v.dropna(), 1) == 0):
+                df[c] = v.round().astype("Int64")
+    return df
+
+
+def write_results(run_dir: Path, rows: list[dict]) -> pd.DataFrame:
+    df = results_frame(rows)
+    atomic_write(Path(run_dir) / "results.csv", lambda p: df.to_csv(p, index=False))
+    return df
+
+
+def read_results(run_dir: Path) -> pd.DataFrame:
+    """The run's ``results.csv``, or an empty frame when it has none."""
+    path = Path(run_dir) / "results.csv"
+    return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+
+def write_train_log(run_dir: Path, records: list[dict]) -> None:
+    df = pd.DataFrame(records, columns=["entity", "epoch", "train_loss", "val_loss", "seconds"]) if not records \
+        else pd.DataFrame(records)
+    atomic_write(Path(run_dir) / "train_log.csv", lambda p: df.to_csv(p, index=False))
+
+
+def read_train_log(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "train_log.csv"
+    if not path.exists():
+        return []
+    try:
+        return pd.read_csv(path).to_dict("records")
+    except pd.errors.EmptyDataError:
+        return []
+
+
+ANOMALY_COLUMNS = ["entity", "start", "end", "score", "top_sensors"]
+
+
+def write_anomalies(run_dir: Path, anomalies: list[dict]) -> None:
+    frame = pd.DataFrame(anomalies, columns=ANOMALY_COLUMNS)
+    atomic_write(Path(run_dir) / "anomalies.csv", lambda p: frame.to_csv(p, index=False))
+
+
+# -- config.yaml -----------------------------------------------------------------------------------
+def write_config(run_dir: Path, cfg: DictConfig) -> None:
+    atomic_write(Path(run_dir) / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=False))
+
+
+def read_config(run_dir: Path) -> DictConfig:
+    """A run dir's ``config.yaml``, migrated to the keys this madbench reads."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise DataError(f"{path}: missing; expected a madbench run dir")
+    return migrate_config(OmegaConf.load(path))
+
+
+def migrate_config(cfg: DictConfig) -> DictConfig:
+    """A saved config with the keys added since it was written, at the values that give
+    what the old code computed (a copy; unchanged keys are left as they are)."""
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    with open_dict(cfg):
+        if "attribution" not in cfg:
+            cfg.attribution = "auto"
+        m2ad = OmegaConf.select(cfg, "protocol.m2ad", default=None)
+        if m2ad is not None and "grouping" not in m2ad:
+            # interval grouping became a key; before it, flags were always padded and merged
+            m2ad.grouping = "padding"
+            m2ad.bridge = 360
+    return cfg
+
+
+# -- scores.npz ------------------------------------------------------------------------------------
+@dataclass
+class StoredEntity:
+    """One entity of a run dir: the score stage's output on both splits, what the scoring
+    stage made of it, and what the protocols and the attribution metrics need besides."""
+
+    name: str
+    labels: np.ndarray            # [T] int8 test labels
+    sensors: list[str]            # the modelled columns (the residuals' axis)
+    val_mask: np.ndarray          # [T_train] bool: validation steps
+    train: SeriesScores           # the score stage on the train split
+    test: SeriesScores            # ... on the test split (window scores only here)
+    score: np.ndarray             # [T] the scoring stage's final test score
+    train_score: np.ndarray       # [T_train] ... on train
+    p: np.ndarray | None = None         # [T] calibrated p-values (calibrated scorers)
+    flags: np.ndarray | None = None     # [T] the scorer's own alarms
+    sensor_p: np.ndarray | None = None  # [T, S] per-sensor p-values
+    status: str = "ok"
+    groups: dict | None = None    # sensor groups (M2AD weights)
+    extras: dict = field(default_factory=dict)  # ground-truth sensors + attribution (madbench.attribution)
+
+    def entity_scores(self, window: int) -> EntityScores:
+        """What a protocol takes (``window`` is the model window)."""
+        return EntityScores(name=self.name, labels=self.labels, score=self.score, train_score=self.train_score,
+                            val_mask=self.val_mask, window_score=self.test.window, window_start=self.test.window_start,
+                            window=window, window_offsets=self.test.offsets, p=self.p, flags=self.flags,
+                            status=self.status, extras=dict(self.extras))
+
+
+@dataclass
+class StoredScores:
+    """A run dir's ``scores.npz``: its entities, the model window and the config_hash."""
+
+    entities: list[StoredEntity]
+    window: int
+    config_hash: str = ""
+    version: int = SCORES_VERSION
+
+    def entity_scores(self) -> list[EntityScores]:
+        return [e.entity_scores(self.window) for e in self.entities]
+
+
+def _split_arrays(prefix: str, s: SeriesScores, window: bool) -> dict[str, np.ndarray]:
+    out = {} if s.step is None else {prefix + "step": np.asarray(s.step)}
+    if s.residuals is not None:
+        # float32: both splits' residuals, so the scoring stage can be re-run without training
+        out[prefix + "residuals"] = np.asarray(s.residuals, dtype=np.float32)
+    if window:
+        out[prefix + "window"] = np.asarray(s.window)
+        out[prefix + "window_start"] = np.asarray(s.window_start)
+    if s.factor is not None:
+        out[prefix + "factor/head"] = np.asarray(s.factor)
+    return out
+
+
+def scores_arrays(stored: StoredScores) -> dict[str, np.ndarray]:
+    """The arrays of ``scores.npz`` (``__meta__`` included) for ``stored``."""
+    from madbench.attribution import to_arrays
+
+    offsets = next((e.test.offsets for e in stored.entities if e.test.offsets is not None), None)
+    meta = {"format": SCORES_FORMAT, "version": SCORES_VERSION, "entities": [e.name for e in stored.entities],
+            "window": int(stored.window), "config_hash": stored.config_hash,
+            "groups": {e.name: e.groups for e in stored.entities if e.groups}}
+    if offsets is not None:
+        meta["score_offsets"] = [int(o) for o in offsets]
+    a = {"__meta__": np.array(json.dumps(meta))}
+    for i, e in enumerate(stored.entities):
+        k = f"e{i}/"
+        a[k + "labels"] = np.asarray(e.labels)
+        a[k + "sensors"] = np.array([str(s) for s in e.sensors])
+        a[k + "val_mask"] = np.asarray(e.val_mask, dtype=bool)
+        a[k + "status"] = np.array(e.status)
+        a[k + "score"] = np.asarray(e.score)
+        a[k + "train_score"] = np.asarray(e.train_score)
+        for name, v in (("p", e.p), ("flags", e.flags)):
+            if v is not None:
+                a[k + name] = np.asarray(v)
+        if e.sensor_p is not None:
+            a[k + "sensor_p"] = np.asarray(e.sensor_p, dtype=np.float32)
+        a.update(_split_arrays(k + "test/", e.test, window=True))
+        a.update(_split_arrays(k + "train/", e.train, window=False))
+        a.update({k + "attribution/" + n: v for n, v in to_arrays(e.extras).items()})
+    return a
+
+
+def write_scores(run_dir: Path, stored: StoredScores) -> None:
+    arrays = scores_arrays(stored)
+
+    def _w(tmp):
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    atomic_write(Path(run_dir) / "scores.npz", _w)
+
+
+def _load(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    if not path.exists():
+        raise DataError(f"{path}: missing; expected the scores.npz a completed run writes")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays.pop("__meta__")))
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path}: not a readable scores.npz ({e})") from None
+    return meta, arrays
+
+
+def _from_v1(meta: dict, a: dict[str, np.ndarray]) -> tuple[dict, dict[str, np.ndarray]]:
+    """Version 1 (``<entity>__<field>``, no version in the meta) → version 2. Fields a v1
+    file may lack are left out here and read as their defaults: ``status`` (before it was
+    kept: ``ok``), ``train_step`` (before re-scoring raw scores: NaN), ``score_offsets``
+    (before they were kept: unknown, the madcluster protocol then says so)."""
+    out = {}
+    rename = {"step": "test/step", "residuals": "test/residuals", "window_score": "test/window",
+              "window_start": "test/window_start", "head_factor": "test/factor/head", "train_step": "train/step",
+              "train_residuals": "train/residuals", "train_head_factor": "train/factor/head"}
+    from madbench.attribution import ARRAYS
+
+    for i, name in enumerate(meta["entities"]):
+        k = f"{name}__"
+        for key, v in a.items():
+            if not key.startswith(k):
+                continue
+            f = key[len(k):]
+            if f in ARRAYS or f == "attribution_kind":
+                f = "attribution/" + f
+            out[f"e{i}/" + rename.get(f, f)] = v
+    meta = dict(meta, format=SCORES_FORMAT, version=2)
+    return meta, out
+
+
+#: version → the function that upgrades a (meta, arrays) pair of that version by one step
+MIGRATIONS = {1: _from_v1}
+
+
+def _f64(a: np.ndarray | None) -> np.ndarray | None:
+    # residuals are kept as float32; the scoring stage computes in float64, as in a job
+    return None if a is None else a.astype(np.float64)
+
+
+def read_scores(run_dir: Path) -> StoredScores:
+    """A run dir's ``scores.npz`` (any version), as :class:`StoredScores`."""
+    from madbench.attribution import from_arrays
+
+    path = Path(run_dir) / "scores.npz"
+    meta, a = _load(path)
+    version = int(meta.get("version", 1))
+    if version > SCORES_VERSION:
+        raise DataError(f"{path}: scores format version {version}; this madbench reads up to {SCORES_VERSION} "
+                        "(upgrade madbench)")
+    while version < SCORES_VERSION:
+        meta, a = MIGRATIONS[version](meta, a)
+        version = int(meta["version"])
+    offsets = meta.get("score_offsets")
+    offsets = None if offsets is None else np.asarray(offsets, dtype=np.int64)
+    empty = np.zeros(0)
+    entities = []
+    for i, name in enumerate(meta["entities"]):
+        k = f"e{i}/"
+
+        def get(f, k=k):
+            return a.get(k + f)
+
+        def factor(split, k=k):
+            return a.get(f"{k}{split}/factor/head")
+
+        extras = from_arrays({key[len(k + "attribution/"):]: v for key, v in a.items()
+                              if key.startswith(k + "attribution/")})
+        entities.append(StoredEntity(
+            name=name, labels=get("labels"), sensors=[str(s) for s in get("sensors")],
+            val_mask=get("val_mask").astype(bool),
+            train=SeriesScores(step=get("train/step"), residuals=_f64(get("train/residuals")), window=empty,
+                               window_start=empty.astype(np.int64), factor=factor("train")),
+            test=SeriesScores(step=get("test/step"), residuals=_f64(get("test/residuals")), window=get("test/window"),
+                              window_start=get("test/window_start"), factor=factor("test"), offsets=offsets),
+            score=get("score"), train_score=get("train_score"), p=get("p"), flags=get("flags"),
+            sensor_p=get("sensor_p"), status=str(get("status")) if get("status") is not None else "ok",
+            groups=(meta.get("groups") or {}).get(name), extras=extras))
+    return StoredScores(entities=entities, window=int(meta["window"]), config_hash=meta.get("config_hash", ""),
+                        version=SCORES_VERSION)
