@@ -33,6 +33,9 @@ The steps, on a 1-D array of errors (one per scored time step):
 6. **Merge**: sequences from every window that overlap or touch are merged; a sequence's
    score is (max error − ε) / (μ + σ), merged ones average by length.
 
+``percentile_anomalies`` is the other rule of Orion's pipelines, its Anomaly Transformer's:
+a percentile of the train and test scores, then the same padding, pruning and merging.
+
 All functions are pure and return numpy values; indices are positions in the error array.
 """
 from __future__ import annotations
@@ -43,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["ewma", "rolling_mean", "z_cost", "find_threshold", "fixed_threshold", "find_sequences", "prune",
-           "merge_sequences", "window_sequences", "find_anomalies", "resolve_size", "SEARCHES"]
+           "merge_sequences", "window_sequences", "find_anomalies", "percentile_anomalies", "resolve_size", "SEARCHES"]
 
 #: how ε is searched: Orion's Nelder-Mead from integer starts, or telemanom's grid
 SEARCHES = ("fmin", "grid")
@@ -247,3 +250,45 @@ def find_anomalies(errors, *, window_size: int | None = None, window_step: int |
             found += window_sequences(mean - (window - mean), start=start, **opts)
         start += step
     return merge_sequences(found)
+
+
+# -- the percentile rule of Orion's Anomaly Transformer pipeline ------------------------------
+def percentile_anomalies(scores, reference_scores, *, anomaly_ratio: float = 1.0, padding: int = 50,
+                         min_percent: float = 0.1, reference_quirks: bool = False) -> list[tuple[int, int, float]]:
+    """Orion's ``anomaly_transformer.threshold_anomalies``: the threshold is the
+    ``100 - anomaly_ratio`` percentile of ``reference_scores`` (the train split's) and
+    ``scores`` together; each run of scores above it is padded by ``padding`` steps each
+    side; the intervals are pruned (``prune``) and merged.
+
+    The reference prunes on each interval's *mean* score and without the largest normal
+    score at the end of the chain, so the lowest interval is always dropped, and a single
+    interval too (``reference_quirks=True``). By default an interval is ranked by its
+    maximum and the chain ends at the largest score outside every interval, as
+    ``find_anomalies`` does. The interval score is the mean score over it in both."""
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.size
+    if n == 0:
+        return []
+    combined = np.concatenate([np.asarray(reference_scores, dtype=np.float64), scores])
+    threshold = np.percentile(combined, 100 - anomaly_ratio)
+    above = scores > threshold
+    edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # stop exclusive
+    runs = [(max(0, a - padding), min(b + padding, n) - 1) for a, b in zip(starts, stops)]
+    if not runs:
+        return []
+    means = np.array([scores[a:b + 1].mean() for a, b in runs])
+    if reference_quirks:
+        order = np.argsort(-means, kind="stable")
+        ranked = means[order]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            increase = (ranked[:-1] - ranked[1:]) / ranked[:-1]
+        big = np.flatnonzero(increase >= min_percent)
+        keep = np.sort(order[: big[-1] + 1]) if big.size else np.zeros(0, dtype=np.int64)
+    else:
+        inside = np.zeros(n, dtype=bool)
+        for a, b in runs:
+            inside[a:b + 1] = True
+        max_below = float(scores[~inside].max()) if (~inside).any() else 0.0
+        keep = prune([scores[a:b + 1].max() for a, b in runs], max_below, min_percent)
+    return merge_sequences([(runs[i][0], runs[i][1], means[i]) for i in keep])

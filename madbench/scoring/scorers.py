@@ -181,6 +181,51 @@ class DynamicThresholdScoring:
         return Scored(score=score, flags=flags)
 
 
+class PercentileThresholdScoring:
+    """Orion's Anomaly Transformer thresholding (``anomaly_transformer.threshold_anomalies``)
+    on the objective's own per-step score: flag the steps above the ``100 - anomaly_ratio``
+    percentile of the train and the scored split's scores together, pad each run by
+    ``anomaly_padding``, prune by ``min_percent`` and merge
+    (``madbench.scoring.dynamic_threshold.percentile_anomalies``). The threshold sees the
+    scored split's scores, never its labels. ``score`` is the step score unchanged;
+    ``flags`` the intervals (count them with ``protocol.m2ad.grouping=none``)."""
+
+    needs_residuals = False
+
+    def __init__(self, anomaly_ratio: float = 1.0, anomaly_padding: int = 50, min_percent: float = 0.1,
+                 reference_quirks: bool = False):
+        if (isinstance(anomaly_ratio, bool) or not isinstance(anomaly_ratio, (int, float))
+                or not 0.0 < anomaly_ratio < 100.0):
+            raise ConfigError(f"scoring.anomaly_ratio={anomaly_ratio!r}; expected a percentage in (0, 100)")
+        if isinstance(anomaly_padding, bool) or not isinstance(anomaly_padding, int) or anomaly_padding < 0:
+            raise ConfigError(f"scoring.anomaly_padding={anomaly_padding!r}; expected an integer >= 0")
+        if isinstance(min_percent, bool) or not isinstance(min_percent, (int, float)) or not 0.0 <= min_percent < 1.0:
+            raise ConfigError(f"scoring.min_percent={min_percent!r}; expected a ratio in [0, 1)")
+        if not isinstance(reference_quirks, bool):
+            raise ConfigError(f"scoring.reference_quirks={reference_quirks!r}; expected true or false")
+        self.anomaly_ratio, self.anomaly_padding = float(anomaly_ratio), anomaly_padding
+        self.min_percent, self.reference_quirks = float(min_percent), reference_quirks
+
+    def fit(self, train: SeriesScores, sensors: list[str] | None = None,
+            groups: dict | None = None) -> "PercentileThresholdScoring":
+        step = np.asarray(train.step, dtype=np.float64)
+        self.train_scores_ = step[np.isfinite(step)]
+        return self
+
+    def transform(self, s: SeriesScores) -> Scored:
+        from madbench.scoring.dynamic_threshold import percentile_anomalies
+
+        score = np.asarray(s.step, dtype=np.float64)
+        rows = np.flatnonzero(np.isfinite(score))
+        flags = np.zeros(len(score), dtype=bool)
+        found = percentile_anomalies(score[rows], self.train_scores_, anomaly_ratio=self.anomaly_ratio,
+                                     padding=self.anomaly_padding, min_percent=self.min_percent,
+                                     reference_quirks=self.reference_quirks)
+        for a, b, _ in found:
+            flags[rows[a]:rows[b] + 1] = True
+        return Scored(score=score, flags=flags)
+
+
 class M2ADScoring:
     """M2AD on any backbone's per-sensor residuals: errors (point | area) → per-sensor GMM
     p-values → weighted Fisher sum → calibrated p (``madbench.scoring.m2ad``).

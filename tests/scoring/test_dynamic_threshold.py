@@ -280,3 +280,33 @@ def test_m2ad_protocol_counts_a_scorers_flags_without_p_values():
     assert (row["event_tp"], row["event_fp"], row["event_fn"]) == (1, 1, 1)
     assert [(a, b) for a, b, _ in proto.detected["C-1"]] == [(90, 129), (250, 259)]
     assert row["detected_fraction"] == pytest.approx(50 / T)
+
+
+def test_percentile_rule_by_hand_and_the_references_pruning():
+    from madbench.scoring.scorers import PercentileThresholdScoring
+
+    train = np.zeros(100)
+    s = np.zeros(100)
+    s[[20, 70]] = [10.0, 9.8]   # 2 of 200 scores: the 99th percentile of train + test is 0
+    got = dt.percentile_anomalies(s, train, anomaly_ratio=1.0, padding=3, min_percent=0.1)
+    assert [g[:2] for g in got] == [(17, 23), (67, 73)]
+    assert got[0][2] == pytest.approx(10 / 7)  # the mean score over the interval
+    # the reference ranks by means (10/7, 9.8/7) with nothing after them: the lowest is dropped
+    got = dt.percentile_anomalies(s, train, padding=3, min_percent=0.1, reference_quirks=True)
+    assert [g[:2] for g in got] == []      # 10/7 -> 9.8/7 is a 2% drop: the chain prunes both
+    s[70] = 5.0
+    got = dt.percentile_anomalies(s, train, padding=3, min_percent=0.1, reference_quirks=True)
+    assert [g[:2] for g in got] == [(17, 23)]
+    # a single interval is always dropped by the reference, kept by default
+    s[70] = 0.0
+    assert dt.percentile_anomalies(s, train, padding=3, reference_quirks=True) == []
+    assert [g[:2] for g in dt.percentile_anomalies(s, train, padding=3)] == [(17, 23)]
+    # the scorer: train scores feed the percentile, unscored steps stay unflagged
+    step = np.full(110, np.nan)
+    step[10:] = s
+    sc = PercentileThresholdScoring(anomaly_padding=3).fit(SeriesScores(step=train, residuals=None,
+                                                                        window=np.zeros(0), window_start=np.zeros(0)))
+    out = sc.transform(SeriesScores(step=step, residuals=None, window=np.zeros(0), window_start=np.zeros(0)))
+    assert np.flatnonzero(out.flags).tolist() == list(range(27, 34)) and out.p is None
+    with pytest.raises(ConfigError, match=r"scoring.anomaly_ratio=0; expected a percentage"):
+        PercentileThresholdScoring(anomaly_ratio=0)
