@@ -69,18 +69,19 @@ class FITS(nn.Module):
 
     def forward(self, x: torch.Tensor) -> BackboneOutput:
         L = x.shape[1]
-        xd = x[:, ::self.dsr].float()
-        mean = xd.mean(1, keepdim=True)
-        xd = xd - mean
-        var = xd.var(1, keepdim=True) + 1e-5
-        xd = xd / torch.sqrt(var)
-        spec = torch.fft.rfft(xd, dim=1)[:, :self.cut_freq]           # [B, cut, C], the low-pass
+        # channels first [B, C, n]: the statistics, both FFTs and the layer then run along the
+        # last (contiguous) dimension
+        xd = x[:, ::self.dsr].transpose(1, 2).float().contiguous()
+        var, mean = torch.var_mean(xd, dim=-1, keepdim=True)
+        std = torch.sqrt(var + 1e-5)
+        spec = torch.fft.rfft((xd - mean) / std, dim=-1)[..., :self.cut_freq]  # [B, C, cut]: the low-pass
         if self.individual:
-            up = torch.stack([f(spec[:, :, i]) for i, f in enumerate(self.freq_upsampler)], dim=-1)
+            up = torch.stack([f(spec[:, i]) for i, f in enumerate(self.freq_upsampler)], dim=1)
         else:
-            up = self.freq_upsampler(spec.transpose(1, 2)).transpose(1, 2)  # [B, up_bins, C]
-        full = torch.zeros(x.shape[0], L // 2 + 1, x.shape[2], dtype=up.dtype, device=up.device)
-        full[:, :self.up_bins] = up
-        low = torch.fft.irfft(full, n=L, dim=1) * self.length_ratio  # compensate the length change
-        rec = low * torch.sqrt(var) + mean
-        return BackboneOutput(embedding=low, reconstruction=rec[..., :self.n_outputs])
+            up = self.freq_upsampler(spec)                                    # [B, C, up_bins]
+        # irfft zero-pads the up_bins given to the L // 2 + 1 of an L-step signal
+        low = torch.fft.irfft(up, n=L, dim=-1) * self.length_ratio  # compensate the length change
+        rec = low * std + mean
+        # back to [B, L, C], contiguous: the loss against the [B, L, S] target then runs vectorised
+        return BackboneOutput(embedding=low.transpose(1, 2),
+                              reconstruction=rec[:, :self.n_outputs].transpose(1, 2).contiguous())
