@@ -45,19 +45,15 @@ class RawScorer:
         return Scored(score=np.asarray(s.step, dtype=np.float64))
 
 
-def _size(key: str, value, *, ratio_ok: bool = True, allow_null: bool = False):
-    """A size in steps (int >= 1) or, where allowed, a ratio of the scored steps (0 < float < 1)."""
+def _size(key: str, value, *, allow_null: bool = False):
+    """A size in steps (int >= 1) or a ratio of the scored steps (0 < float < 1)."""
     if value is None and allow_null:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        ok = False
-    elif isinstance(value, int):
-        ok = value >= 1
-    else:
-        ok = ratio_ok and 0.0 < value < 1.0
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+          and (value >= 1 if isinstance(value, int) else 0.0 < value < 1.0))
     if not ok:
-        what = "an integer >= 1" + (" or a ratio in (0, 1)" if ratio_ok else "") + (" or null" if allow_null else "")
-        raise ConfigError(f"scoring.{key}={value!r}; expected {what}")
+        raise ConfigError(f"scoring.{key}={value!r}; expected an integer >= 1 or a ratio in (0, 1)"
+                          + (" or null" if allow_null else ""))
     return value
 
 
@@ -103,7 +99,7 @@ class DynamicThresholdScoring:
             raise ConfigError(f"scoring.min_percent={min_percent!r}; expected a ratio in [0, 1)")
         if isinstance(anomaly_padding, bool) or not isinstance(anomaly_padding, int) or anomaly_padding < 0:
             raise ConfigError(f"scoring.anomaly_padding={anomaly_padding!r}; expected an integer >= 0")
-        z = list(z_range) if isinstance(z_range, (list, tuple)) or hasattr(z_range, "__len__") else None
+        z = list(z_range) if hasattr(z_range, "__len__") and not isinstance(z_range, str) else None
         if (z is None or len(z) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in z)
                 or not z[0] < z[1]):
             raise ConfigError(f"scoring.z_range={z_range!r}; expected [low, high] with low < high")
