@@ -173,7 +173,23 @@ class Trainer:
             detector.backbone._madbench_compiled = self.compile
 
     def batch(self, windows: Windows, idx, input_cols, sensor_cols) -> dict:
-        return {"x": windows.inputs(idx, input_cols), "y": windows.targets(idx, sensor_cols)}
+        x = windows.inputs(idx, input_cols)
+        if not windows.spec.horizon and self._sensors_lead(input_cols, sensor_cols):
+            # a reconstruction's target is the sensors' part of its input window (the inputs are
+            # sensors then covariates): a view of x, not a second gather of the same windows
+            return {"x": x, "y": x[..., :len(sensor_cols)]}
+        return {"x": x, "y": windows.targets(idx, sensor_cols)}
+
+    def _sensors_lead(self, input_cols, sensor_cols) -> bool:
+        """Whether ``sensor_cols`` are the first input columns (checked once per pair of
+        column objects: every batch of a fit passes the same ones)."""
+        checked = getattr(self, "_lead_checked", None)
+        if checked is not None and checked[0] is input_cols and checked[1] is sensor_cols:
+            return checked[2]
+        ins, sens = torch.as_tensor(input_cols).cpu(), torch.as_tensor(sensor_cols).cpu()
+        ok = len(sens) <= len(ins) and bool(torch.equal(ins[:len(sens)], sens))
+        self._lead_checked = (input_cols, sensor_cols, ok)
+        return ok
 
     def make_optimizer(self, params):
         return self.optimizer(params=list(params))

@@ -253,6 +253,9 @@ class M2ADProtocol(Protocol):
         return empirical_pvalues(val, e.score)
 
     def _flags(self, e: EntityScores) -> tuple[np.ndarray, str]:
+        if e.p is None and e.flags is not None:
+            # a scorer whose own rule gives flags and no p-value (scoring=dynamic_threshold)
+            return e.flags.astype(bool), e.status
         if e.p is None:
             p = self._raw_pvalues(e)
             return np.nan_to_num(p, nan=1.0) < (self.alpha or DEFAULT_ALPHA), self.calibration

@@ -11,6 +11,8 @@
                                                        # at the papers' sizes on MSL C-1, vs the authors' code
     python scripts/bench.py dcdetector [--authors CHECKOUT]  # DCdetector + MADCluster vs the MADCluster
                                                        # reference's code (a clone of SYLee1996/MADCluster)
+    python scripts/bench.py dynamic_threshold --orion DIR --telemanom DIR  # LSTM-DT's thresholding vs
+                                                       # Orion's find_anomalies and telemanom's Errors
     python scripts/bench.py threads [--jobs 1,4]       # epoch time at 1, 2, all CPU threads, alone and
                                                        # beside concurrent jobs (trainer.num_threads=auto)
     python scripts/bench.py all                        # metrics + m2ad (re-implementation only)
@@ -26,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SUITES = {"metrics": "bench_metrics", "m2ad": "bench_m2ad", "memory": "bench_memory", "madcluster": "bench_madcluster",
-          "zoo": "bench_zoo", "dcdetector": "bench_dcdetector", "threads": "bench_threads"}
+          "zoo": "bench_zoo", "dcdetector": "bench_dcdetector", "threads": "bench_threads",
+          "dynamic_threshold": "bench_dynamic_threshold"}
 
 
 def main(argv=None) -> int:

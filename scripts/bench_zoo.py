@@ -69,6 +69,11 @@ ZOO: dict[str, Entry] = {
     "thoc": Entry(("backbone=thoc",)),  # no official code
     "dcdetector": Entry(("backbone=dcdetector",)),  # vs the authors': bench.py dcdetector
     "deepsvdd": Entry(("backbone=deepsvdd",)),
+    # FITS at the authors' AD size (window 400, dsr 4: 10,200 complex parameters)
+    "fits": Entry(("backbone=fits", "dataset.window=400"), reference="bench_zoo_fits:run"),
+    # telemanom's / Orion's LSTM-DT forecaster (window 250); their Keras code does not install here
+    "lstm_dt": Entry(("backbone=lstm_dt", "dataset.window=250")),
+    "vae": Entry(("backbone=vae",)),  # Orion's VAE is Keras
 }
 
 

@@ -80,3 +80,28 @@ def test_restrided_shares_the_base_tensor_and_equals_a_fresh_windowing():
 def test_bad_spec(kw, msg):
     with pytest.raises(ValueError, match=msg):
         WindowSpec(**kw)
+
+
+def test_inputs_are_the_windows_rows_and_a_reconstructions_target_is_their_sensor_part():
+    """Windows.inputs gathers whole base rows per window (then the columns, unless all of
+    them in order); Trainer.batch takes a reconstruction's target as the sensors' slice of
+    x. Both must equal a window cut by hand."""
+    from madbench.fit import Trainer
+
+    x = np.random.default_rng(0).random((30, 5)).astype(np.float32)
+    w = Windows(x, WindowSpec(window=7, stride=2))
+    idx = np.array([0, 3, 5])
+    by_hand = np.stack([x[s:s + 7] for s in w.starts[idx]])
+    np.testing.assert_array_equal(w.inputs(idx).numpy(), by_hand)
+    np.testing.assert_array_equal(w.inputs(idx, torch.arange(5)).numpy(), by_hand)
+    cols = torch.tensor([3, 0, 4])
+    np.testing.assert_array_equal(w.inputs(idx, cols).numpy(), by_hand[..., [3, 0, 4]])
+    tr = Trainer(epochs=1, device="cpu", progress=False)
+    b = tr.batch(w, idx, cols, torch.tensor([3, 0]))  # sensors lead the inputs: y is a view of x
+    np.testing.assert_array_equal(b["y"].numpy(), by_hand[..., [3, 0]])
+    assert b["y"].data_ptr() == b["x"].data_ptr()
+    b = tr.batch(w, idx, cols, torch.tensor([4]))  # not leading: gathered on its own
+    np.testing.assert_array_equal(b["y"].numpy(), by_hand[..., [4]])
+    f = Windows(x, WindowSpec(window=7, horizon=1))
+    b = tr.batch(f, idx, torch.arange(5), torch.tensor([0]))  # a forecast's target is the next step
+    np.testing.assert_array_equal(b["y"].numpy(), np.stack([x[s + 7:s + 8, [0]] for s in f.starts[idx]]))

@@ -6,6 +6,7 @@ for calibrated scorers, ``p`` [T] (a p-value per step) and ``sensor_p`` [T, S].
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -42,6 +43,183 @@ class RawScorer:
 
     def transform(self, s: SeriesScores) -> Scored:
         return Scored(score=np.asarray(s.step, dtype=np.float64))
+
+
+def _size(key: str, value, *, allow_null: bool = False):
+    """A size in steps (int >= 1) or a ratio of the scored steps (0 < float < 1)."""
+    if value is None and allow_null:
+        return None
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+          and (value >= 1 if isinstance(value, int) else 0.0 < value < 1.0))
+    if not ok:
+        raise ConfigError(f"scoring.{key}={value!r}; expected an integer >= 1 or a ratio in (0, 1)"
+                          + (" or null" if allow_null else ""))
+    return value
+
+
+class DynamicThresholdScoring:
+    """Nonparametric dynamic thresholding (Hundman et al. 2018) on any backbone's residuals,
+    as Orion's ``regression_errors``/``reconstruction_errors`` + ``find_anomalies`` run it
+    (``madbench.scoring.dynamic_threshold``).
+
+    ``score`` is the smoothed error: ``|y - ŷ|`` averaged over the sensors (Orion's
+    pipelines model one target column, where this is ``|y - ŷ|``), smoothed by an EWMA
+    (``smoothing=ewma``, span ``smoothing_window``: Orion's forecast pipelines) or a centred
+    rolling mean (``rolling``, at most 200 steps: its reconstruction pipelines). ``flags``
+    marks the steps inside the detected intervals (already padded by ``anomaly_padding``
+    and merged), so the ``m2ad`` protocol should count them with ``grouping=none``. There
+    is no p-value. Nothing is fitted on train: the thresholds come from the scored split's
+    own errors, window by window, as in the reference (no labels are used).
+
+    Sizes are in steps (int) or a ratio of the scored steps (float < 1):
+    ``window_size`` (0.33 in Orion's pipelines), ``window_step`` (a ratio of the window:
+    0.1), ``smoothing_window`` (0.01). A threshold window shorter than the smoothing span
+    is refused.
+    """
+
+    needs_residuals = True
+    SMOOTHINGS = ("ewma", "rolling", "none")
+
+    def __init__(self, smoothing: str = "ewma", smoothing_window=0.01, window_size=0.33, window_step=0.1,
+                 fixed_threshold: bool = False, k: float = 4.0, search: str = "fmin", z_range=(0, 12),
+                 min_percent: float = 0.13, anomaly_padding: int = 50, lower_threshold: bool = False):
+        from madbench.scoring.dynamic_threshold import SEARCHES
+
+        _choice("smoothing", smoothing, self.SMOOTHINGS)
+        _choice("search", search, SEARCHES)
+        self.smoothing_window = _size("smoothing_window", smoothing_window)
+        self.window_size = _size("window_size", window_size, allow_null=True)
+        self.window_step = _size("window_step", window_step, allow_null=True)
+        for key, value in (("fixed_threshold", fixed_threshold), ("lower_threshold", lower_threshold)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"scoring.{key}={value!r}; expected true or false")
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or not k > 0:
+            raise ConfigError(f"scoring.k={k!r}; expected a number > 0")
+        if isinstance(min_percent, bool) or not isinstance(min_percent, (int, float)) or not 0.0 <= min_percent < 1.0:
+            raise ConfigError(f"scoring.min_percent={min_percent!r}; expected a ratio in [0, 1)")
+        if isinstance(anomaly_padding, bool) or not isinstance(anomaly_padding, int) or anomaly_padding < 0:
+            raise ConfigError(f"scoring.anomaly_padding={anomaly_padding!r}; expected an integer >= 0")
+        z = list(z_range) if hasattr(z_range, "__len__") and not isinstance(z_range, str) else None
+        if (z is None or len(z) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in z)
+                or not z[0] < z[1]):
+            raise ConfigError(f"scoring.z_range={z_range!r}; expected [low, high] with low < high")
+        self.smoothing, self.search, self.z_range = smoothing, search, (z[0], z[1])
+        self.fixed_threshold, self.k, self.lower_threshold = fixed_threshold, float(k), lower_threshold
+        self.min_percent, self.anomaly_padding = float(min_percent), anomaly_padding
+        self._check_span()
+
+    def _span_and_window(self, n: int) -> tuple[int, int | None]:
+        """(smoothing span, threshold window) in steps for ``n`` scored steps."""
+        from madbench.scoring.dynamic_threshold import resolve_size
+
+        span = resolve_size(self.smoothing_window, n, cap=200 if self.smoothing == "rolling" else None)
+        window = self.window_size
+        if isinstance(window, float):
+            window = math.ceil(n * window)
+        return span, window
+
+    def _check_span(self, n: int | None = None) -> None:
+        """A threshold window shorter than the smoothing span is refused: when both are in
+        steps or both ratios, at construction; otherwise once the scored steps are known."""
+        if self.smoothing == "none" or self.window_size is None:
+            return
+        if n is None:
+            span, window = self.smoothing_window, self.window_size
+            if isinstance(span, float) != isinstance(window, float):
+                return
+        else:
+            span, window = self._span_and_window(n)
+        if window < span:
+            where = f" ({window} < {span} steps of {n} scored)" if n is not None else ""
+            raise ConfigError(f"scoring.window_size={self.window_size} is shorter than the smoothing span "
+                              f"scoring.smoothing_window={self.smoothing_window}{where}; expected a threshold window "
+                              "at least as long as the span")
+
+    def fit(self, train: SeriesScores, sensors: list[str] | None = None,
+            groups: dict | None = None) -> "DynamicThresholdScoring":
+        if train.residuals is None:
+            raise ValueError("scoring=dynamic_threshold needs per-sensor residuals")
+        return self
+
+    def errors(self, residuals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the scored rows' positions, their smoothed errors)."""
+        from madbench.scoring import dynamic_threshold as dt
+        from madbench.scoring.errors import missing_rows
+
+        r = np.asarray(residuals, dtype=np.float64)
+        rows = np.flatnonzero(~missing_rows(r, "residuals"))
+        e = np.abs(r[rows]).mean(axis=1)
+        if rows.size == 0 or self.smoothing == "none":
+            return rows, e
+        self._check_span(rows.size)
+        span, _ = self._span_and_window(rows.size)
+        return rows, (dt.ewma(e, span) if self.smoothing == "ewma" else dt.rolling_mean(e, span))
+
+    def transform(self, s: SeriesScores) -> Scored:
+        from madbench.scoring.dynamic_threshold import find_anomalies
+
+        T = len(s.step)
+        rows, e = self.errors(s.residuals)
+        score = np.full(T, np.nan)
+        score[rows] = e
+        flags = np.zeros(T, dtype=bool)
+        if rows.size:
+            _, window = self._span_and_window(rows.size)
+            step = self.window_step
+            if isinstance(step, float):
+                step = math.ceil((window or rows.size) * step)
+            found = find_anomalies(e, window_size=window, window_step=step, z_range=self.z_range, search=self.search,
+                                   fixed=self.fixed_threshold, k=self.k, padding=self.anomaly_padding,
+                                   min_percent=self.min_percent, lower_threshold=self.lower_threshold)
+            # intervals are over the scored rows; in time they run from the first row's step to the last's
+            for a, b, _ in found:
+                flags[rows[a]:rows[b] + 1] = True
+        return Scored(score=score, flags=flags)
+
+
+class PercentileThresholdScoring:
+    """Orion's Anomaly Transformer thresholding (``anomaly_transformer.threshold_anomalies``)
+    on the objective's own per-step score: flag the steps above the ``100 - anomaly_ratio``
+    percentile of the train and the scored split's scores together, pad each run by
+    ``anomaly_padding``, prune by ``min_percent`` and merge
+    (``madbench.scoring.dynamic_threshold.percentile_anomalies``). The threshold sees the
+    scored split's scores, never its labels. ``score`` is the step score unchanged;
+    ``flags`` the intervals (count them with ``protocol.m2ad.grouping=none``)."""
+
+    needs_residuals = False
+
+    def __init__(self, anomaly_ratio: float = 1.0, anomaly_padding: int = 50, min_percent: float = 0.1,
+                 reference_quirks: bool = False):
+        if (isinstance(anomaly_ratio, bool) or not isinstance(anomaly_ratio, (int, float))
+                or not 0.0 < anomaly_ratio < 100.0):
+            raise ConfigError(f"scoring.anomaly_ratio={anomaly_ratio!r}; expected a percentage in (0, 100)")
+        if isinstance(anomaly_padding, bool) or not isinstance(anomaly_padding, int) or anomaly_padding < 0:
+            raise ConfigError(f"scoring.anomaly_padding={anomaly_padding!r}; expected an integer >= 0")
+        if isinstance(min_percent, bool) or not isinstance(min_percent, (int, float)) or not 0.0 <= min_percent < 1.0:
+            raise ConfigError(f"scoring.min_percent={min_percent!r}; expected a ratio in [0, 1)")
+        if not isinstance(reference_quirks, bool):
+            raise ConfigError(f"scoring.reference_quirks={reference_quirks!r}; expected true or false")
+        self.anomaly_ratio, self.anomaly_padding = float(anomaly_ratio), anomaly_padding
+        self.min_percent, self.reference_quirks = float(min_percent), reference_quirks
+
+    def fit(self, train: SeriesScores, sensors: list[str] | None = None,
+            groups: dict | None = None) -> "PercentileThresholdScoring":
+        step = np.asarray(train.step, dtype=np.float64)
+        self.train_scores_ = step[np.isfinite(step)]
+        return self
+
+    def transform(self, s: SeriesScores) -> Scored:
+        from madbench.scoring.dynamic_threshold import percentile_anomalies
+
+        score = np.asarray(s.step, dtype=np.float64)
+        rows = np.flatnonzero(np.isfinite(score))
+        flags = np.zeros(len(score), dtype=bool)
+        found = percentile_anomalies(score[rows], self.train_scores_, anomaly_ratio=self.anomaly_ratio,
+                                     padding=self.anomaly_padding, min_percent=self.min_percent,
+                                     reference_quirks=self.reference_quirks)
+        for a, b, _ in found:
+            flags[rows[a]:rows[b] + 1] = True
+        return Scored(score=score, flags=flags)
 
 
 class M2ADScoring:
