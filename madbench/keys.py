@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-LABEL = ("name", "experiment_name", "tags")
+LABEL = ("name", "experiment_name", "pipeline_name", "tags")
 RUNTIME = ("paths", "logger", "hydra", "skip_done", "optimize_metric", "rescore", "rescored_from",
            "trainer.progress", "trainer.eval_batch_size", "trainer.eval_batch_bytes", "trainer.device",
            "trainer.num_threads")

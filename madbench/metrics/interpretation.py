@@ -44,7 +44,7 @@ import numpy as np
 __all__ = ["INTERPRETATION_COLUMNS", "rank_sensors", "hit_rate", "ndcg", "step_metrics", "event_parts",
            "summarise"]
 
-#: result columns (madbench.tracking.csv appends them to the result schema)
+#: result columns (madbench.rundir appends them to the result schema)
 INTERPRETATION_COLUMNS = ["attribution", "hit_100", "hit_150", "ndcg_100", "hit_100_event", "hit_150_event",
                           "ndcg_100_event", "interp_steps", "interp_events", "interp_events_skipped"]
 #: (column, P, kind)
