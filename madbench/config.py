@@ -54,6 +54,12 @@ def validate(cfg: DictConfig) -> None:
     stride = _num(cfg, "dataset.stride") or 1
     if not isinstance(stride, int) or stride < 1 or stride > window:
         raise ConfigError(f"dataset.stride={stride}; expected an integer in [1, dataset.window={window}]")
+    gap = _num(cfg, "dataset.forecast_gap")
+    if gap is not None and (isinstance(gap, bool) or not isinstance(gap, int) or gap < 0):
+        raise ConfigError(f"dataset.forecast_gap={gap}; expected an integer >= 0 (1: the M2AD reference's skipped step)")
+    refit = _num(cfg, "dataset.refit_scaler_on_test")
+    if refit is not None and not isinstance(refit, bool):
+        raise ConfigError(f"dataset.refit_scaler_on_test={refit}; expected true or false")
     epochs = _num(cfg, "trainer.epochs")
     if not isinstance(epochs, int) or epochs < 0:
         raise ConfigError(f"trainer.epochs={epochs}; expected an integer >= 0")
