@@ -28,6 +28,10 @@ def config_hash(cfg: DictConfig) -> str:
     if c.get("attribution", "auto") == "auto":
         # the default leaves the hash as it was before the key existed (resumed sweeps skip what is done)
         c.pop("attribution", None)
+    head = c.get("head") or {}
+    if head.get("score") == ("backbone" if head.get("name", "none") == "none" else "product"):
+        # the default final score leaves the hash as it was before head.score existed
+        head.pop("score")
     for k in TRAINER_EXCLUDE:
         c.get("trainer", {}).pop(k, None)
     blob = json.dumps(c, sort_keys=True, default=str)
@@ -143,6 +147,9 @@ def check_compatible(cfg: DictConfig) -> None:
         raise ConfigError(
             f"objective={cfg.objective.name} needs a backbone that gives '{missing[0]}', but backbone={cfg.backbone.name} "
             f"gives {provides}{hint}")
+    from madbench.detector import check_composition
+
+    check_composition(cfg, obj)
     if cfg.scoring.get("needs_residuals") and not obj.has_residuals:
         raise ConfigError(
             f"scoring={cfg.scoring.name} needs per-sensor residuals, which objective={cfg.objective.name} does not give; "
