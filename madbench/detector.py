@@ -97,7 +97,19 @@ class Detector(nn.Module):
         claimed = getattr(self, "_claimed", set())
         return [p for p in self.heads.parameters() if p.requires_grad and id(p) not in claimed]
 
+    @property
+    def trains_by_gradient(self) -> bool:
+        """Whether any parameter is left to train once ``on_fit_start`` has run: a
+        detector whose statistics are all fitted there (a baseline's train mean, a PCA)
+        has none, and the Trainer skips its epoch loop."""
+        return any(p.requires_grad for p in self.parameters())
+
     def on_fit_start(self, ctx) -> None:
+        # a backbone may fit statistics of its own before training (the baselines do, and
+        # then have nothing to train)
+        hook = getattr(self.backbone, "on_fit_start", None)
+        if hook is not None:
+            hook(ctx)
         self.objective.on_fit_start(self, ctx)
         for head in self.heads:
             head.on_fit_start(self, ctx)
@@ -231,6 +243,14 @@ class FitContext:
         bs = batch_size or self.trainer.eval_batch_size
         for b in range(0, len(idx), bs):
             yield self.trainer.batch(self.windows, idx[b:b + bs], self.input_cols, self.sensor_cols)
+
+    def rows(self, split: str = "train") -> torch.Tensor:
+        """[n, D_in] the input columns of every series step the split's windows read, each
+        step once (however many windows cover it): statistics fitted in one pass (the
+        baselines') weigh every training step alike."""
+        w = self.windows
+        steps = np.unique((w.starts[self.split_indices(split)][:, None] + np.arange(w.spec.window)[None, :]).ravel())
+        return w.base[torch.as_tensor(steps, device=w.base.device)][:, self.input_cols]
 
     @torch.no_grad()
     def outputs(self, split: str = "train", batch_size: int | None = None):

@@ -205,6 +205,10 @@ class Trainer:
             ctx.scaler = torch.amp.GradScaler("cuda")
         detector.train()
         detector.on_fit_start(ctx)
+        if not detector.trains_by_gradient:
+            # everything was fitted in on_fit_start (a baseline's statistics): no epochs
+            log.info("%s: no parameter to train by gradient descent; fitted in one pass, no epochs", desc)
+            return []
         self._optimizers(detector, ctx)
         history: list[dict] = []
         best, best_state, stale = math.inf, None, 0

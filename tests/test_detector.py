@@ -356,6 +356,22 @@ def test_bad_head_score_is_refused_at_compose_time(overrides, message):
     assert str(e.value) == message
 
 
+def test_a_detector_with_nothing_to_train_is_fitted_in_one_pass_and_runs_no_epoch():
+    """A backbone that fits its statistics in on_fit_start leaves no parameter to train: the
+    Trainer runs no epoch; the statistics come from the training windows' steps, each once."""
+    from madbench.models.baselines import TrainMean
+    from madbench.objectives.forecast import ForecastObjective
+
+    x = np.random.default_rng(1).normal(size=(30, 2)).astype(np.float32)
+    w = Windows(x, WindowSpec(window=4, stride=3, horizon=1))
+    det = Detector(TrainMean(2, 2, 4), ForecastObjective())
+    assert det.trains_by_gradient is False
+    assert fit(det, w, epochs=5) == []
+    tr, _ = w.split(0.2)
+    steps = sorted({int(s) + k for s in w.starts[tr] for k in range(4)})  # stride 3 < window 4: overlaps once
+    np.testing.assert_allclose(det.backbone.mean.numpy(), x[steps].astype(np.float64).mean(0), rtol=1e-6)
+
+
 def test_step_zeroes_only_the_stepped_optimisers_gradients():
     """The carried-over gradients a reference quirk may need (USAD) stay possible."""
     det = Detector(TwoBranch(), Alternating())
