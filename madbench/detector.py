@@ -26,7 +26,7 @@ class Detector(nn.Module):
         self.objective = objective
         self.heads = nn.ModuleList(heads)
         #: which score part is the final score (``head.score``; see :meth:`score`)
-        self.score_mode = score_mode(self.heads, score)
+        self.score_mode = final_score_part(self.heads, score)
         #: (device_type, dtype) for autocast in the forward pass; set by the Trainer
         self.autocast: tuple[str, torch.dtype] | None = None
 
@@ -149,7 +149,7 @@ class Detector(nn.Module):
         return parts[self.score_mode], res, parts
 
 
-def score_mode(heads, score: str | None = None) -> str:
+def final_score_part(heads, score: str | None = None) -> str:
     """The final score's part name: ``score`` when given, else the heads' own ``score``
     choice (``head.score``), else ``backbone``. A part the heads cannot give is a one-line
     ConfigError naming ``head.score``."""
