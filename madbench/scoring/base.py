@@ -28,8 +28,9 @@ class SeriesScores:
     ``product`` (backbone × head) and the head's named factors (MADCluster: ``d``, ``f``,
     ``df``). ``step`` and ``window`` are the ``score_mode`` part (``head.score``);
     :meth:`select` picks another one without scoring again. ``factor`` [T] is
-    ``components["head"]`` (None without a head). None where not kept (scores built by
-    hand, runs written before the parts were kept).
+    ``components["head"]`` (None without a head). The parts are None, and ``score_mode``
+    None (unknown), where not kept (scores built by hand, runs written before the parts
+    were kept).
     """
 
     step: np.ndarray
@@ -40,13 +41,13 @@ class SeriesScores:
     offsets: np.ndarray | None = None
     components: dict[str, np.ndarray] | None = None
     window_components: dict[str, np.ndarray] | None = None
-    score_mode: str = "backbone"
+    score_mode: str | None = None
 
     def select(self, mode: str) -> "SeriesScores":
         """The same scores with ``mode``'s part as the final score (``head.score=mode``),
         from the placed parts: no model needed. A part these scores do not keep is a
         one-line ConfigError naming ``head.score``."""
-        if mode == self.score_mode:
+        if mode is not None and mode == self.score_mode:
             return self
         have = sorted(self.components or {})
         if mode not in have or mode not in (self.window_components or {}):
