@@ -233,7 +233,9 @@ def window_gradients(detector, trainer, windows, input_cols, sensor_cols, needed
                 x = batch["x"].detach().clone().requires_grad_(True)
                 y = batch["y"].detach().clone().requires_grad_(True)
                 step, _, _ = detector.score({"x": x, "y": y}, detector(x))
-                gx, gy = torch.autograd.grad(step.float().sum(), [x, y], allow_unused=True)
+                # a score that reads no input (the random and constant baselines) has no gradient
+                gx, gy = (torch.autograd.grad(step.float().sum(), [x, y], allow_unused=True) if step.requires_grad
+                          else (None, None))
                 gx = torch.zeros_like(x) if gx is None else gx
                 gy = torch.zeros_like(y) if gy is None else gy
                 if separate_targets:

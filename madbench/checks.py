@@ -13,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from madbench import attribution
 from madbench import protocols as P
 from madbench.config import build, node_without, objective_class
+from madbench.detector import check_composition
+from madbench.heads.base import check_score_mode
 from madbench.errors import ConfigError
 from madbench.fit import PRECISIONS, resolve_device, resolve_num_threads
 from madbench.overrides import apply_overrides, check_rescorable, expand
@@ -40,6 +42,12 @@ def validate(cfg: DictConfig) -> None:
     stride = _num(cfg, "dataset.stride") or 1
     if not isinstance(stride, int) or stride < 1 or stride > window:
         raise ConfigError(f"dataset.stride={stride}; expected an integer in [1, dataset.window={window}]")
+    gap = _num(cfg, "dataset.forecast_gap")
+    if gap is not None and (isinstance(gap, bool) or not isinstance(gap, int) or gap < 0):
+        raise ConfigError(f"dataset.forecast_gap={gap}; expected an integer >= 0 (1: the M2AD reference's skipped step)")
+    refit = _num(cfg, "dataset.refit_scaler_on_test")
+    if refit is not None and not isinstance(refit, bool):
+        raise ConfigError(f"dataset.refit_scaler_on_test={refit}; expected true or false")
     epochs = _num(cfg, "trainer.epochs")
     if not isinstance(epochs, int) or epochs < 0:
         raise ConfigError(f"trainer.epochs={epochs}; expected an integer >= 0")
@@ -60,10 +68,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.precision={prec}; expected one of {list(PRECISIONS)}")
     threads = _num(cfg, "trainer.num_threads")
     resolve_num_threads("auto" if threads is None else threads)
+    check_compatible(cfg)
     validate_after_score(cfg)
     if cfg.get("rescore"):  # the job's variants: refused now, not after training
         check_variants(cfg, [str(o) for o in cfg.rescore])
-    check_compatible(cfg)
 
 
 def validate_after_score(cfg: DictConfig) -> None:
@@ -77,6 +85,17 @@ def validate_after_score(cfg: DictConfig) -> None:
         P.build(str(name), OmegaConf.to_container(pcfg, resolve=True) if pcfg is not None else {})
     build_scorer(cfg)
     instantiate_loggers(cfg)
+    check_head_score(cfg)
+
+
+def check_head_score(cfg: DictConfig) -> None:
+    """``head.score`` names a part of the score the configured head gives (the head checks
+    its own parts when it is built; without a head only ``backbone`` exists)."""
+    head = cfg.get("head") or {}
+    if head.get("name", "none") != "none":
+        build(node_without(head), f"head={head.name}")
+    else:
+        check_score_mode(str(head.get("score", "backbone")), (), "none")
 
 
 def check_variants(cfg: DictConfig, overrides: list[str]) -> None:
@@ -101,6 +120,7 @@ def check_compatible(cfg: DictConfig) -> None:
         raise ConfigError(
             f"objective={cfg.objective.name} needs a backbone that gives '{missing[0]}', but backbone={cfg.backbone.name} "
             f"gives {provides}{hint}")
+    check_composition(cfg, obj)
     if cfg.scoring.get("needs_residuals") and not obj.has_residuals:
         raise ConfigError(
             f"scoring={cfg.scoring.name} needs per-sensor residuals, which objective={cfg.objective.name} does not give; "

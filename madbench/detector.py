@@ -14,16 +14,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from madbench.errors import TrainingError
+from madbench.errors import ConfigError, TrainingError
+from madbench.heads.base import SCORE_MODES, check_score_mode
 from madbench.objectives.base import as_loss_dict
 
 
 class Detector(nn.Module):
-    def __init__(self, backbone: nn.Module, objective: nn.Module, heads=()):
+    def __init__(self, backbone: nn.Module, objective: nn.Module, heads=(), score: str | None = None):
         super().__init__()
         self.backbone = backbone
         self.objective = objective
         self.heads = nn.ModuleList(heads)
+        #: which score part is the final score (``head.score``; see :meth:`score`)
+        self.score_mode = final_score_part(self.heads, score)
         #: (device_type, dtype) for autocast in the forward pass; set by the Trainer
         self.autocast: tuple[str, torch.dtype] | None = None
 
@@ -94,7 +97,19 @@ class Detector(nn.Module):
         claimed = getattr(self, "_claimed", set())
         return [p for p in self.heads.parameters() if p.requires_grad and id(p) not in claimed]
 
+    @property
+    def trains_by_gradient(self) -> bool:
+        """Whether any parameter is left to train once ``on_fit_start`` has run: a
+        detector whose statistics are all fitted there (a baseline's train mean, a PCA)
+        has none, and the Trainer skips its epoch loop."""
+        return any(p.requires_grad for p in self.parameters())
+
     def on_fit_start(self, ctx) -> None:
+        # a backbone may fit statistics of its own before training (the baselines do, and
+        # then have nothing to train)
+        hook = getattr(self.backbone, "on_fit_start", None)
+        if hook is not None:
+            hook(ctx)
         self.objective.on_fit_start(self, ctx)
         for head in self.heads:
             head.on_fit_start(self, ctx)
@@ -106,17 +121,46 @@ class Detector(nn.Module):
 
     # -- scoring --------------------------------------------------------------------------------
     def score(self, batch: dict, out):
-        """(step [B, K], residuals [B, K, S] | None, factor [B] | None): the objective's step
-        score multiplied by every head's per-window score factor."""
+        """(step [B, K], residuals [B, K, S] | None, parts {name: [B, K]}).
+
+        ``parts`` holds every score the detector can give, each on the window's K scored
+        steps: ``backbone`` (the objective's step score), and with a head ``head`` (the
+        heads' score factors multiplied: one value per window, on each of its K steps),
+        ``product`` (backbone × head: the MADCluster reference's score) and the heads' named
+        factors (MADCluster: ``d``, ``f``, ``df``). ``step`` is ``parts[self.score_mode]``
+        (``head.score``). The score stage places every part on the timestamps, so the final
+        score can be chosen again afterwards from the placed parts
+        (``SeriesScores.select``)."""
         step, res = self.objective.score(batch, out)
+        parts = {"backbone": step}
         factor = None
         for head in self.heads:
-            f = head.score_factor(out)
-            if f is not None:
-                factor = f if factor is None else factor * f
+            for name, f in head.score_factors(out).items():
+                f = f.reshape(len(f), *([1] * (step.dim() - 1)))
+                if name == "head":
+                    factor = f if factor is None else factor * f
+                elif name in parts or name in SCORE_MODES:
+                    raise ValueError(f"head={head.name} gives a score factor {name!r} that another part already has")
+                else:
+                    parts[name] = f.expand_as(step)
         if factor is not None:
-            step = step * factor.reshape(len(factor), *([1] * (step.dim() - 1)))
-        return step, res, factor
+            parts["head"] = factor.expand_as(step)
+            parts["product"] = step * factor
+        return parts[self.score_mode], res, parts
+
+
+def final_score_part(heads, score: str | None = None) -> str:
+    """The final score's part name: ``score`` when given, else the heads' own ``score``
+    choice (``head.score``), else ``backbone``. A part the heads cannot give is a one-line
+    ConfigError naming ``head.score``."""
+    chosen = {str(h.score) for h in heads if getattr(h, "score", None)}
+    if score is None:
+        if len(chosen) > 1:
+            raise ConfigError(f"head.score: the heads choose different final scores {sorted(chosen)}")
+        score = chosen.pop() if chosen else "backbone"
+    check_score_mode(score, [n for h in heads for n in h.score_names()], "none" if not heads else
+                     ",".join(h.name for h in heads))
+    return score
 
 
 class FitContext:
@@ -200,6 +244,14 @@ class FitContext:
         for b in range(0, len(idx), bs):
             yield self.trainer.batch(self.windows, idx[b:b + bs], self.input_cols, self.sensor_cols)
 
+    def rows(self, split: str = "train") -> torch.Tensor:
+        """[n, D_in] the input columns of every series step the split's windows read, each
+        step once (however many windows cover it): statistics fitted in one pass (the
+        baselines') weigh every training step alike."""
+        w = self.windows
+        steps = np.unique((w.starts[self.split_indices(split)][:, None] + np.arange(w.spec.window)[None, :]).ravel())
+        return w.base[torch.as_tensor(steps, device=w.base.device)][:, self.input_cols]
+
     @torch.no_grad()
     def outputs(self, split: str = "train", batch_size: int | None = None):
         """(batch, BackboneOutput) over a split, in eval mode (dropout off, BatchNorm frozen);
@@ -235,3 +287,20 @@ class FitContext:
         if isinstance(value, torch.Tensor):
             value = value.detach().float().mean().item()
         self.logged[name] = float(value)
+
+
+def check_composition(cfg, objective) -> None:
+    """What a composed config trains and scores, refused with one line naming the key:
+    ``head.score`` without the part it names (``head.score=head`` with ``head=none``; a
+    head's own parts are checked by the head), and an ``objective`` without a loss
+    (``objective`` class ``has_loss=False``) with no head on a backbone that is not a
+    baseline: nothing would train it. ``objective`` is the objective's class."""
+    head = cfg.get("head") or {}
+    has_head = head.get("name", "none") != "none"
+    if not objective.has_loss and not has_head and not cfg.backbone.get("baseline", False):
+        natural = " or ".join(cfg.backbone.get("objectives") or [])
+        raise ConfigError(f"objective={cfg.objective.name} has no loss and head=none adds none: nothing would train "
+                          f"backbone={cfg.backbone.name}; add a head (e.g. head=clustering_only)"
+                          + (f" or use objective={natural}" if natural else ""))
+    if not has_head:
+        check_score_mode(str(head.get("score", "backbone")), (), "none")

@@ -221,6 +221,10 @@ class Trainer:
             ctx.scaler = torch.amp.GradScaler("cuda")
         detector.train()
         detector.on_fit_start(ctx)
+        if not detector.trains_by_gradient:
+            # everything was fitted in on_fit_start (a baseline's statistics): no epochs
+            log.info("%s: no parameter to train by gradient descent; fitted in one pass, no epochs", desc)
+            return []
         self._optimizers(detector, ctx)
         history: list[dict] = []
         best, best_state, stale = math.inf, None, 0
@@ -288,8 +292,10 @@ class Trainer:
     @torch.no_grad()
     def score(self, detector, windows: Windows, input_cols, sensor_cols, desc: str = "score") -> list[SeriesScores]:
         """Score every window of ``windows`` and place the scores on the timestamps; one
-        ``SeriesScores`` per series. A head's per-window score factor multiplies the step
-        scores before placement and is also placed on its own (``SeriesScores.factor``)."""
+        ``SeriesScores`` per series. Every part of the score (``Detector.score``: the
+        objective's score, a head's factors, their product) is placed on its own, so the
+        final score (``head.score``) can be chosen again from them: a product of placed
+        parts is not the placed product."""
         self.set_threads()
         detector.to(self.device).eval()
         detector.autocast = self._autocast_spec()
@@ -299,10 +305,10 @@ class Trainer:
         sensor_cols = torch.as_tensor(sensor_cols, device=dev)
         total = int(windows.lengths.sum())
         n_s = len(sensor_cols)
-        acc = torch.zeros(total, dtype=torch.float64, device=dev)
         cnt = torch.zeros(total, dtype=torch.float64, device=dev)
-        acc_res = acc_fac = None
-        win_scores = torch.empty(len(windows), dtype=torch.float64, device=dev)
+        acc: dict[str, torch.Tensor] = {}   # part → [total] sums over the windows covering a step
+        win: dict[str, torch.Tensor] = {}   # part → [N] window scores (mean over the window's steps)
+        acc_res = None
         offsets = torch.as_tensor(windows.spec.score_offsets(), device=dev)
         idx_all = np.arange(len(windows))
         for b in tqdm(range(0, len(idx_all), self.eval_batch_size), desc=desc, leave=False,
@@ -310,36 +316,42 @@ class Trainer:
             j = idx_all[b:b + self.eval_batch_size]
             batch = self.batch(windows, j, input_cols, sensor_cols)
             out = detector(batch["x"])
-            step, res, factor = detector.score(batch, out)
+            _, res, parts = detector.score(batch, out)
             pos = (torch.as_tensor(windows.starts[j], device=dev)[:, None] + offsets[None, :]).reshape(-1)
-            acc.index_add_(0, pos, step.double().reshape(-1))
             cnt.index_add_(0, pos, torch.ones_like(pos, dtype=torch.float64))
+            for name, part in parts.items():
+                if name not in acc:
+                    acc[name] = torch.zeros(total, dtype=torch.float64, device=dev)
+                    win[name] = torch.empty(len(windows), dtype=torch.float64, device=dev)
+                part = part.double()
+                acc[name].index_add_(0, pos, part.reshape(-1))
+                win[name][b:b + len(j)] = part.mean(1)
             if res is not None:
                 if acc_res is None:
                     acc_res = torch.zeros(total, n_s, dtype=torch.float64, device=dev)
                 acc_res.index_add_(0, pos, res.double().reshape(-1, n_s))
-            if factor is not None:
-                if acc_fac is None:
-                    acc_fac = torch.zeros(total, dtype=torch.float64, device=dev)
-                acc_fac.index_add_(0, pos, factor.double()[:, None].expand(-1, len(offsets)).reshape(-1))
-            win_scores[b:b + len(j)] = step.double().mean(1)
         with np.errstate(invalid="ignore", divide="ignore"):
             cnt_np = cnt.cpu().numpy()
-            step_np = acc.cpu().numpy() / cnt_np
+            placed = {name: a.cpu().numpy() / cnt_np for name, a in acc.items()}
             res_np = acc_res.cpu().numpy() / cnt_np[:, None] if acc_res is not None else None
-            fac_np = acc_fac.cpu().numpy() / cnt_np if acc_fac is not None else None
-        win_np = win_scores.cpu().numpy()
+        win_np = {name: w.cpu().numpy() for name, w in win.items()}
+        mode = detector.score_mode
         outs = []
         for i, (off, n) in enumerate(zip(windows.offsets, windows.lengths)):
             sl = slice(off, off + n)
             w = windows.series_id == i
+            comps = {name: p[sl].copy() for name, p in placed.items()}
+            win_comps = {name: v[w] for name, v in win_np.items()}
             outs.append(SeriesScores(
-                step=step_np[sl].copy(),
+                step=comps[mode],
                 residuals=None if res_np is None else res_np[sl].copy(),
-                window=win_np[w],
+                window=win_comps[mode],
                 window_start=windows.local_start[w],
-                factor=None if fac_np is None else fac_np[sl].copy(),
+                factor=comps.get("head"),
                 offsets=windows.spec.score_offsets(),
+                components=comps,
+                window_components=win_comps,
+                score_mode=mode,
             ))
         return outs
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-LABEL = ("name", "experiment_name", "pipeline_name", "tags")
+LABEL = ("name", "experiment_name", "pipeline_name", "arm", "tags")
 RUNTIME = ("paths", "logger", "hydra", "skip_done", "optimize_metric", "rescore", "rescored_from",
            "trainer.progress", "trainer.eval_batch_size", "trainer.eval_batch_bytes", "trainer.device",
            "trainer.num_threads")
@@ -84,11 +84,16 @@ def _declared_below(key: str) -> bool:
 
 
 def hashed(tree: dict) -> dict:
-    """What ``config_hash`` reads of a resolved config container. ``attribution: auto``
-    (the default) is left out, so runs from before the key existed keep their hash."""
+    """What ``config_hash`` reads of a resolved config container. ``attribution: auto`` and
+    the default ``head.score`` are left out, so runs from before those keys existed keep
+    their hash."""
     c = keep_roles(tree, HASHED_ROLES)
     if c.get("attribution", "auto") == "auto":
         c.pop("attribution", None)
+    head = c.get("head") or {}
+    if head.get("score") == ("backbone" if head.get("name", "none") == "none" else "product"):
+        # the default final score (head.score) likewise
+        head.pop("score")
     return c
 
 

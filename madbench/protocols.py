@@ -28,8 +28,8 @@ from madbench.data.entity import label_events
 from madbench.config import check_keys
 from madbench.errors import ConfigError, DataError
 from madbench.scoring.intervals import GROUPINGS, group_flags
-from madbench.scoring.thresholds import (PeaksOverThreshold, check_threshold, empirical_pvalues, percentile_threshold,
-                                         validation_threshold)
+from madbench.scoring.thresholds import (PeaksOverThreshold, TailFitError, check_threshold, empirical_pvalues,
+                                         percentile_threshold, validation_threshold)
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,14 @@ class M2ADProtocol(Protocol):
             # a scorer whose own rule gives flags and no p-value (scoring=dynamic_threshold)
             return e.flags.astype(bool), e.status
         if e.p is None:
-            p = self._raw_pvalues(e)
+            try:
+                p = self._raw_pvalues(e)
+            except TailFitError as err:
+                # validation scores with too few distinct values in their tail (a constant or
+                # a count score) calibrate nothing, as M2AD's zero variance (METHODS.md, M2AD
+                # step 6): this entity flags nothing and its row says why; the others go on
+                log.warning("entity %s: %s; nothing flagged", e.name, err)
+                return np.zeros(len(e.score), dtype=bool), "uncalibrated"
             return np.nan_to_num(p, nan=1.0) < (self.alpha or DEFAULT_ALPHA), self.calibration
         if self.alpha is None and e.flags is not None:
             return e.flags.astype(bool), e.status

@@ -32,9 +32,31 @@ from madbench.tracking.plots import plot_attribution, plot_entity
 log = logging.getLogger("madbench")
 
 
+def default_score_part(head_name: str) -> str:
+    """``head.score`` when a config does not say: the objective's score alone without a
+    head, the reference's product with one."""
+    return "backbone" if head_name in (None, "none") else "product"
+
+
+def final_part(cfg: DictConfig, series):
+    """``series`` with the part ``head.score`` names as its final score (the score stage keeps
+    every part, so this needs no model; madbench.scoring.base.SeriesScores.select). Scores
+    that say nothing of their parts (built by hand) are taken as the default part."""
+    head = cfg.get("head") or {}
+    mode = head.get("score") or default_score_part(head.get("name"))
+    if series.score_mode is None and series.components is None and mode == default_score_part(head.get("name")):
+        return series
+    return series.select(str(mode))
+
+
 def choices(cfg: DictConfig) -> dict:
+    """The choices a result row names: the run's label, the row of a paper table it is
+    (``pipeline``: M2AD Table 2; ``arm``: MADCluster Table 3; empty otherwise), and the
+    config groups."""
     return {
         "name": cfg.get("name"),
+        "pipeline": cfg.get("pipeline_name"),
+        "arm": cfg.get("arm"),
         "dataset": cfg.dataset.name,
         "backbone": cfg.backbone.name,
         "objective": cfg.objective.name,
@@ -80,7 +102,7 @@ class RunResults:
     # -- logging sinks ---------------------------------------------------------------
     def start_loggers(self) -> None:
         cfg = self.cfg
-        tags = [f"{k}={v}" for k, v in choices(cfg).items() if k != "name"] + list(cfg.get("tags") or [])
+        tags = [f"{k}={v}" for k, v in choices(cfg).items() if k != "name" and v is not None] + list(cfg.get("tags") or [])
         for lg in instantiate_loggers(cfg):
             self.loggers.append(lg.start(
                 OmegaConf.to_container(cfg, resolve=True) | {"config_hash": self.hash},
@@ -112,6 +134,7 @@ class RunResults:
         entity's ground truth for the attribution metrics and ``gradient`` the job's
         gradient attribution [T, S] (``madbench.attribution``)."""
         cfg = self.cfg
+        tr, te = final_part(cfg, tr), final_part(cfg, te)
         scorer = build_scorer(cfg)
         try:
             scorer.fit(tr, sensors=sensors, groups=groups)

@@ -108,12 +108,13 @@ class Job:
         cfg = self.cfg
         validate(cfg)
         entities = load_entities(cfg)
-        quirks = bool(cfg.backbone.get("reference_quirks", False))
-        pre = Preprocessor(scaler=cfg.dataset.get("scaler", "minmax"), refit_on_test=quirks)
+        # the M2AD reference's data quirks are the dataset's (experiment=m2ad_reference), never a backbone's
+        pre = Preprocessor(scaler=cfg.dataset.get("scaler", "minmax"),
+                           refit_on_test=bool(cfg.dataset.get("refit_scaler_on_test", False)))
         entities = [pre.apply(e) for e in entities]
         horizon = build_objective(cfg).horizon
         spec = WindowSpec(window=cfg.dataset.window, stride=cfg.dataset.get("stride", 1),
-                          horizon=horizon, gap=1 if (quirks and horizon) else 0)
+                          horizon=horizon, gap=int(cfg.dataset.get("forecast_gap", 0)) if horizon else 0)
         score_spec = WindowSpec(window=spec.window, stride=1, horizon=spec.horizon, gap=spec.gap)
         trainer = build(cfg.trainer, "trainer")
         groups = _groups(entities, bool(cfg.dataset.get("pooled", False)))

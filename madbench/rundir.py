@@ -11,8 +11,10 @@ collector never reads one; files get the permissions the user's umask gives.
 the format, the version, the entities in order, the model window, the steps a window's
 score describes (``score_offsets``), the sensor groups and the config_hash. Entity ``i``'s
 arrays are ``e{i}/<field>``: the score stage's output of both splits (``test/step``,
-``test/residuals``, ``test/window``, ``test/window_start``, ``test/factor/<name>``, and the
-same under ``train/``), the scoring stage's output (``score``, ``train_score``, ``p``,
+``test/residuals``, ``test/window``, ``test/window_start``, ``test/factor``, every part of
+the score placed on its own as ``test/part/<name>`` and ``test/window_part/<name>``, the
+part that is final as ``test/score_mode``, and the same under ``train/``), the scoring
+stage's output (``score``, ``train_score``, ``p``,
 ``flags``, ``sensor_p``, ``status``), the labels, sensors and validation mask, and the
 attribution's arrays (``attribution/<name>``). :func:`write_scores` and
 :func:`read_scores` are inverses over :class:`StoredEntity`.
@@ -43,8 +45,8 @@ SCORES_FORMAT = "madbench.scores"
 #: 2: entities by index, ``e{i}/<split>/<field>``, versioned meta
 SCORES_VERSION = 2
 
-ID_COLUMNS = ["run_id", "config_hash", "seed", "name", "dataset", "backbone", "objective", "head", "scoring",
-              "protocol", "entity", "aggregate", "status", "error"]
+ID_COLUMNS = ["run_id", "config_hash", "seed", "name", "pipeline", "arm", "dataset", "backbone", "objective", "head",
+              "scoring", "protocol", "entity", "aggregate", "status", "error"]
 SIZE_COLUMNS = ["n_entities", "n_train", "n_test", "n_sensors", "n_inputs", "n_scored", "n_missing", "epochs_run",
                 "fit_seconds", "score_seconds", "total_seconds", "finished_at"]
 # the interpretation columns rank sensors against test labels (never a threshold); empty
@@ -159,6 +161,11 @@ def migrate_config(cfg: DictConfig) -> DictConfig:
     with open_dict(cfg):
         if "attribution" not in cfg:
             cfg.attribution = "auto"
+        head = cfg.get("head")
+        if head is not None and "score" not in head:
+            # which part of the score is final became a key; before it, a head's factor always
+            # multiplied the objective's score
+            head.score = "backbone" if head.get("name", "none") == "none" else "product"
         m2ad = OmegaConf.select(cfg, "protocol.m2ad", default=None)
         if m2ad is not None and "grouping" not in m2ad:
             # interval grouping became a key; before it, flags were always padded and merged
@@ -218,8 +225,31 @@ def _split_arrays(prefix: str, s: SeriesScores, window: bool) -> dict[str, np.nd
         out[prefix + "window"] = np.asarray(s.window)
         out[prefix + "window_start"] = np.asarray(s.window_start)
     if s.factor is not None:
-        out[prefix + "factor/head"] = np.asarray(s.factor)
+        out[prefix + "factor"] = np.asarray(s.factor)
+    if s.score_mode is not None:
+        out[prefix + "score_mode"] = np.array(s.score_mode)
+    # every part of the score, placed on its own: head.score can pick another one later
+    out.update({f"{prefix}part/{n}": np.asarray(v) for n, v in (s.components or {}).items()})
+    if window:
+        out.update({f"{prefix}window_part/{n}": np.asarray(v) for n, v in (s.window_components or {}).items()})
     return out
+
+
+def _split(a: dict, prefix: str, window: bool, offsets) -> SeriesScores:
+    def parts(kind):
+        p = prefix + kind + "/"
+        found = {k[len(p):]: v for k, v in a.items() if k.startswith(p)}
+        return found or None
+
+    mode = a.get(prefix + "score_mode")
+    empty = np.zeros(0)
+    return SeriesScores(
+        step=a.get(prefix + "step"), residuals=_f64(a.get(prefix + "residuals")),
+        window=a.get(prefix + "window", empty) if window else empty,
+        window_start=a.get(prefix + "window_start", empty.astype(np.int64)) if window else empty.astype(np.int64),
+        factor=a.get(prefix + "factor"), offsets=offsets if window else None, components=parts("part"),
+        window_components=parts("window_part") if window else None,
+        score_mode=None if mode is None else str(mode))
 
 
 def scores_arrays(stored: StoredScores) -> dict[str, np.ndarray]:
@@ -247,7 +277,7 @@ def scores_arrays(stored: StoredScores) -> dict[str, np.ndarray]:
         if e.sensor_p is not None:
             a[k + "sensor_p"] = np.asarray(e.sensor_p, dtype=np.float32)
         a.update(_split_arrays(k + "test/", e.test, window=True))
-        a.update(_split_arrays(k + "train/", e.train, window=False))
+        a.update(_split_arrays(k + "train/", e.train, window=True))
         a.update({k + "attribution/" + n: v for n, v in to_arrays(e.extras).items()})
     return a
 
@@ -277,12 +307,15 @@ def _load(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
 def _from_v1(meta: dict, a: dict[str, np.ndarray]) -> tuple[dict, dict[str, np.ndarray]]:
     """Version 1 (``<entity>__<field>``, no version in the meta) → version 2. Fields a v1
     file may lack are left out here and read as their defaults: ``status`` (before it was
-    kept: ``ok``), ``train_step`` (before re-scoring raw scores: NaN), ``score_offsets``
-    (before they were kept: unknown, the madcluster protocol then says so)."""
+    kept: ``ok``), ``train_step`` (before re-scoring raw scores: absent, so only a residual
+    scorer can re-score it), ``score_offsets`` (before they were kept: unknown, the
+    madcluster protocol then says so). Version 1 kept no score parts, only the final step
+    score (the objective's score times a head's factor, ``head_factor``, where a head was
+    on): that is the one part it has, ``product`` with a head and ``backbone`` without."""
     out = {}
     rename = {"step": "test/step", "residuals": "test/residuals", "window_score": "test/window",
-              "window_start": "test/window_start", "head_factor": "test/factor/head", "train_step": "train/step",
-              "train_residuals": "train/residuals", "train_head_factor": "train/factor/head"}
+              "window_start": "test/window_start", "head_factor": "test/factor", "train_step": "train/step",
+              "train_residuals": "train/residuals", "train_head_factor": "train/factor"}
     from madbench.attribution import ARRAYS
 
     for i, name in enumerate(meta["entities"]):
@@ -294,6 +327,16 @@ def _from_v1(meta: dict, a: dict[str, np.ndarray]) -> tuple[dict, dict[str, np.n
             if f in ARRAYS or f == "attribution_kind":
                 f = "attribution/" + f
             out[f"e{i}/" + rename.get(f, f)] = v
+        mode = "product" if k + "head_factor" in a else "backbone"
+        for split in ("test", "train"):
+            step = out.get(f"e{i}/{split}/step")
+            if step is None:
+                continue
+            out[f"e{i}/{split}/score_mode"] = np.array(mode)
+            out[f"e{i}/{split}/part/{mode}"] = step
+            if f"e{i}/{split}/factor" in out:
+                out[f"e{i}/{split}/part/head"] = out[f"e{i}/{split}/factor"]
+        out[f"e{i}/test/window_part/{mode}"] = out[f"e{i}/test/window"]
     meta = dict(meta, format=SCORES_FORMAT, version=2)
     return meta, out
 
@@ -322,7 +365,6 @@ def read_scores(run_dir: Path) -> StoredScores:
         version = int(meta["version"])
     offsets = meta.get("score_offsets")
     offsets = None if offsets is None else np.asarray(offsets, dtype=np.int64)
-    empty = np.zeros(0)
     entities = []
     for i, name in enumerate(meta["entities"]):
         k = f"e{i}/"
@@ -330,18 +372,13 @@ def read_scores(run_dir: Path) -> StoredScores:
         def get(f, k=k):
             return a.get(k + f)
 
-        def factor(split, k=k):
-            return a.get(f"{k}{split}/factor/head")
-
         extras = from_arrays({key[len(k + "attribution/"):]: v for key, v in a.items()
                               if key.startswith(k + "attribution/")})
         entities.append(StoredEntity(
             name=name, labels=get("labels"), sensors=[str(s) for s in get("sensors")],
             val_mask=get("val_mask").astype(bool),
-            train=SeriesScores(step=get("train/step"), residuals=_f64(get("train/residuals")), window=empty,
-                               window_start=empty.astype(np.int64), factor=factor("train")),
-            test=SeriesScores(step=get("test/step"), residuals=_f64(get("test/residuals")), window=get("test/window"),
-                              window_start=get("test/window_start"), factor=factor("test"), offsets=offsets),
+            train=_split(a, k + "train/", window=True, offsets=offsets),
+            test=_split(a, k + "test/", window=True, offsets=offsets),
             score=get("score"), train_score=get("train_score"), p=get("p"), flags=get("flags"),
             sensor_p=get("sensor_p"), status=str(get("status")) if get("status") is not None else "ok",
             groups=(meta.get("groups") or {}).get(name), extras=extras))

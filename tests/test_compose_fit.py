@@ -24,16 +24,30 @@ def options(group):
     return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
 
 
+def _backbone(name):
+    return OmegaConf.load(CONFIGS / "backbone" / f"{name}.yaml")
+
+
+def _objective(name):
+    return get_class(OmegaConf.load(CONFIGS / "objective" / f"{name}.yaml")._target_)
+
+
 def fits(backbone: str, objective: str) -> bool:
     """The compose-time rule, read straight from the YAML files (cheap, for collection):
     the objective's ``requires`` are all in the backbone's ``provides``."""
-    provides = OmegaConf.load(CONFIGS / "backbone" / f"{backbone}.yaml").provides
-    target = OmegaConf.load(CONFIGS / "objective" / f"{objective}.yaml")._target_
-    return set(get_class(target).requires) <= set(provides)
+    return set(_objective(objective).requires) <= set(_backbone(backbone).provides)
+
+
+def trains(backbone: str, objective: str, head: str) -> bool:
+    """Something trains it: the objective's loss, a head's, or (a baseline) nothing is
+    needed. A head needs the backbone's embedding."""
+    if head != "none" and "embedding" not in _backbone(backbone).provides:
+        return False
+    return _objective(objective).has_loss or head != "none" or bool(_backbone(backbone).get("baseline"))
 
 
 PAIRS = [(b, o) for b, o in itertools.product(options("backbone"), options("objective")) if fits(b, o)]
-FITTED = [(b, o, h) for (b, o), h in itertools.product(PAIRS, options("head"))]
+FITTED = [(b, o, h) for (b, o), h in itertools.product(PAIRS, options("head")) if trains(b, o, h)]
 
 
 def compose(backbone, objective, head):
@@ -52,16 +66,31 @@ def composes(backbone, objective, head) -> bool:
 
 def test_validate_agrees_with_the_rule_and_every_natural_objective_fits():
     for backbone, objective in itertools.product(options("backbone"), options("objective")):
-        assert composes(backbone, objective, "none") == fits(backbone, objective), (backbone, objective)
+        expected = fits(backbone, objective) and trains(backbone, objective, "none")
+        assert composes(backbone, objective, "none") == expected, (backbone, objective)
     for backbone in options("backbone"):
-        natural = OmegaConf.load(CONFIGS / "backbone" / f"{backbone}.yaml").objectives
-        assert natural and all(fits(backbone, o) for o in natural), backbone
+        natural = _backbone(backbone).objectives
+        assert natural and all(fits(backbone, o) and trains(backbone, o, "none") for o in natural), backbone
 
 
 @pytest.mark.parametrize("head", options("head"))
-def test_every_head_composes_with_every_backbone(head):
+def test_every_head_composes_with_every_backbone_that_has_an_embedding(head):
     for backbone in options("backbone"):
-        assert composes(backbone, compose(backbone, "forecast", "none").backbone.objectives[0], head), backbone
+        natural = _backbone(backbone).objectives[0]
+        if "embedding" in _backbone(backbone).provides or head == "none":
+            assert composes(backbone, natural, head), backbone
+        else:  # the trivial baselines: a head would make them trained detectors
+            assert _backbone(backbone).baseline
+            with pytest.raises(ConfigError, match=f"^head={head} attaches to a per-step embedding .* backbone="
+                                                  f"{backbone} does not give"):
+                validate(compose(backbone, natural, head))
+
+
+def test_an_objective_without_loss_and_no_head_is_refused_naming_the_objective():
+    for backbone in ("lstm", "deepsvdd", "dcdetector"):
+        with pytest.raises(ConfigError, match=f"^objective=none has no loss and head=none adds none: nothing would "
+                                              f"train backbone={backbone}; add a head"):
+            validate(compose(backbone, "none", "none"))
 
 
 @pytest.mark.parametrize("backbone,objective,head", FITTED, ids=["-".join(c) for c in FITTED])
@@ -85,7 +114,10 @@ def test_fit_one_epoch(backbone, objective, head, monkeypatch):
 
     monkeypatch.setattr(FitContext, "step", recording_step)
     hist = trainer.fit(det, w, entity.input_idx, entity.sensor_idx)
-    assert len(hist) == 1 and np.isfinite(hist[0]["train_loss"]) and np.isfinite(hist[0]["val_loss"])
+    if _backbone(backbone).get("baseline"):  # fitted in on_fit_start: nothing left to train, no epoch
+        assert hist == [] and not det.trains_by_gradient
+    else:
+        assert len(hist) == 1 and np.isfinite(hist[0]["train_loss"]) and np.isfinite(hist[0]["val_loss"])
     for name, p in det.heads.named_parameters():
         if p.requires_grad:
             assert id(p) in graded, f"head parameter {name} received no gradient"

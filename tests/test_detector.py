@@ -12,6 +12,7 @@ from torch import nn
 
 from madbench.data.windows import Windows, WindowSpec
 from madbench.detector import Detector
+from madbench.errors import ConfigError
 from madbench.fit import Trainer
 from madbench.heads.base import Head
 from madbench.models.base import BackboneOutput
@@ -255,7 +256,120 @@ def test_score_factor_multiplies_the_step_score_and_is_placed_on_its_own():
     (out,) = trainer(epochs=0).score(det, w, np.arange(2), np.arange(2))
     np.testing.assert_allclose(out.step, 2 * plain.step, rtol=1e-6)
     np.testing.assert_allclose(out.factor, 2.0)
-    assert plain.factor is None
+    assert plain.factor is None and set(plain.components) == {"backbone"} and plain.score_mode == "backbone"
+
+
+class PerWindow(Head):
+    """A head whose factor differs between windows (the mean |x| of the window) and a named
+    part beside it (its square)."""
+
+    name = "perwindow"
+
+    def __init__(self, score="product"):
+        super().__init__()
+        self.score = score
+
+    def loss(self, out, ctx=None):
+        return out.embedding.sum() * 0
+
+    def score_names(self):
+        return ("head", "sq")
+
+    def score_factors(self, out):
+        f = out.embedding.abs().mean(dim=(1, 2))
+        return {"head": f, "sq": f ** 2}
+
+
+class Centred(Counter):
+    """A step score that depends on the window, not only on the step: the squared distance
+    of the step from its window's mean."""
+
+    def score(self, batch, out):
+        r = out.reconstruction
+        return ((r - r.mean(1, keepdim=True)) ** 2).mean(-1), None
+
+
+def test_every_score_part_is_placed_on_its_own_and_the_final_score_is_chosen_from_them():
+    T, L = 14, 4
+    w = windows(T=T, L=L)
+    det = Detector(TwoBranch(), Centred(), [PerWindow()])
+    (s,) = trainer(epochs=0).score(det, w, np.arange(2), np.arange(2))
+    assert set(s.components) == set(s.window_components) == {"backbone", "head", "product", "sq"}
+    # by hand: window i (steps i..i+L-1) has step scores b[i, k] = mean_d (x[i+k, d] − m_i,d)² and factor f[i]
+    x = w.base.numpy().astype(np.float64)
+    n = T - L + 1
+    b = np.array([[((x[i + k] - x[i:i + L].mean(0)) ** 2).mean() for k in range(L)] for i in range(n)])
+    f = np.array([np.abs(x[i:i + L]).mean() for i in range(n)])
+
+    def placed(v):  # v [n, L] → the mean over the windows covering each step
+        acc, cnt = np.zeros(T), np.zeros(T)
+        for i in range(n):
+            acc[i:i + L] += v[i]
+            cnt[i:i + L] += 1
+        return acc / cnt
+
+    ones = np.ones(L)
+    expected = {"backbone": b, "head": np.outer(f, ones), "product": b * f[:, None], "sq": np.outer(f ** 2, ones)}
+    for name, v in expected.items():
+        np.testing.assert_allclose(s.components[name], placed(v), rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(s.window_components[name], v.mean(1), rtol=1e-5, err_msg=name)
+    # the product is placed as a product: not the product of the placed parts
+    assert np.abs(s.components["product"] - s.components["backbone"] * s.components["head"]).max() > 1e-3
+    # the final score is the chosen part (head.score, default product), and any part can be chosen again
+    assert s.score_mode == "product" and s.step is s.components["product"] and s.window is s.window_components["product"]
+    np.testing.assert_array_equal(s.factor, s.components["head"])
+    for mode in ("backbone", "head", "sq"):
+        again = Detector(TwoBranch(), Centred(), [PerWindow(score=mode)])
+        (direct,) = trainer(epochs=0).score(again, w, np.arange(2), np.arange(2))
+        chosen = s.select(mode)
+        assert direct.score_mode == chosen.score_mode == mode
+        np.testing.assert_array_equal(chosen.step, direct.step)
+        np.testing.assert_array_equal(chosen.window, direct.window)
+    with pytest.raises(ConfigError, match=r"^head.score='d': the parts kept are backbone, head, product, sq$"):
+        s.select("d")
+
+
+def test_a_score_part_the_detector_cannot_give_is_refused_naming_head_score():
+    with pytest.raises(ConfigError, match=r"^head.score='head': there is no head; expected one of backbone$"):
+        Detector(TwoBranch(), Counter(), [], score="head")
+    with pytest.raises(ConfigError, match=r"^head.score='d': head=perwindow does not give it; expected one of "
+                                          r"backbone, product, head, sq$"):
+        Detector(TwoBranch(), Counter(), [PerWindow(score="d")])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["head.score=head"], "head.score='head': there is no head; expected one of backbone"),
+    (["head.score=product"], "head.score='product': there is no head; expected one of backbone"),
+    (["head=madcluster", "head.score=bogus"], "head.score='bogus': head=madcluster does not give it; expected one of "
+                                              "backbone, product, head, d, f, df"),
+    (["head=clustering_only", "head.score=d"], "head.score='d': head=clustering_only does not give it; expected one "
+                                               "of backbone, product, head, f"),
+    (["head=distance_only", "head.score=df"], "head.score='df': head=distance_only does not give it; expected one "
+                                              "of backbone, product, head, d"),
+])
+def test_bad_head_score_is_refused_at_compose_time(overrides, message):
+    from madbench.checks import validate
+    from tests.conftest import compose_cfg
+
+    with pytest.raises(ConfigError) as e:
+        validate(compose_cfg(overrides))
+    assert str(e.value) == message
+
+
+def test_a_detector_with_nothing_to_train_is_fitted_in_one_pass_and_runs_no_epoch():
+    """A backbone that fits its statistics in on_fit_start leaves no parameter to train: the
+    Trainer runs no epoch; the statistics come from the training windows' steps, each once."""
+    from madbench.models.baselines import TrainMean
+    from madbench.objectives.forecast import ForecastObjective
+
+    x = np.random.default_rng(1).normal(size=(30, 2)).astype(np.float32)
+    w = Windows(x, WindowSpec(window=4, stride=3, horizon=1))
+    det = Detector(TrainMean(2, 2, 4), ForecastObjective())
+    assert det.trains_by_gradient is False
+    assert fit(det, w, epochs=5) == []
+    tr, _ = w.split(0.2)
+    steps = sorted({int(s) + k for s in w.starts[tr] for k in range(4)})  # stride 3 < window 4: overlaps once
+    np.testing.assert_allclose(det.backbone.mean.numpy(), x[steps].astype(np.float64).mean(0), rtol=1e-6)
 
 
 def test_step_zeroes_only_the_stepped_optimisers_gradients():

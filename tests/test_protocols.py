@@ -260,6 +260,24 @@ def test_raw_scores_under_m2ad_are_calibrated_by_a_fitted_tail():
     assert row["calibration"] == "empirical" and row["event_tp"] == 1
 
 
+def test_raw_scores_whose_validation_tail_cannot_be_fitted_flag_nothing_for_that_entity_only():
+    """A constant score, or a count with a few distinct values (the trivial baselines), has
+    no tail to fit: that entity is uncalibrated (nothing flagged, its row says so, as M2AD's
+    zero variance) and the other entities are evaluated as usual."""
+    good = raw_entity()
+    flat = raw_entity(seed=1)
+    flat.name, flat.train_score = "C-2", np.ones(412)
+    counts = raw_entity(seed=2)
+    counts.name, counts.train_score = "C-3", np.repeat([0.0, 1.0, 2.0], [400, 8, 4])
+    rows = P.build("m2ad", {"window": 10}).evaluate([good, flat, counts])
+    by = {r["entity"]: r for r in rows}
+    assert by["C-1"]["calibration"] == "pot" and by["C-1"]["event_tp"] == 1
+    for name in ("C-2", "C-3"):
+        assert by[name]["calibration"] == "uncalibrated" and by[name]["n_detected"] == 0
+        assert by[name]["event_tp"] == 0 and by[name]["event_fn"] == 1
+    assert by["ALL"]["event_tp"] == 1 and by["ALL"]["event_fn"] == 2
+
+
 @pytest.mark.parametrize("name, params, message", [
     ("m2ad", {"gruping": "forward"}, "protocol.m2ad.gruping: unknown key; expected one of window, alpha, padding, "
                                      "grouping, bridge, calibration, level"),

@@ -12,6 +12,7 @@ import pytest
 
 from madbench import protocols as P
 from madbench import rescoring as E
+from madbench import rundir
 from madbench import run
 from madbench.errors import ConfigError, DataError
 from madbench.tracking.collect import collect
@@ -505,3 +506,25 @@ def test_variants_flag_writes_protocol_only_overrides_as_variant_dirs(tmp_path):
     assert len(list((d / "rescored").iterdir())) == 1
     after = pd.read_csv(d / "results.csv")
     pd.testing.assert_frame_equal(_metric_rows(after[after.protocol == "m2ad"]), _metric_rows(df[df.protocol == "m2ad"]))
+
+
+def test_head_score_is_rescorable_from_one_training(tmp_path):
+    """`madbench-eval RUN --variants head.score=head,backbone,d` writes three variants from one
+    training: the score stage kept every part, so each variant's final score is that part."""
+    d = tmp_path / "run"
+    run.main(compose_cfg(["backbone=deepsvdd", "head=madcluster", "head.mapping=one-class", "dataset.n_systems=1",
+                          "trainer.epochs=1", "protocol=[strict,madcluster]"]), d)
+    done = E.main(["--variants", str(d), "head.score=head,backbone,d"])
+    assert len(done) == 3
+    job = stored(d)["sys0"]
+    assert job.test.score_mode == "product"
+    for out in done:
+        mode = rundir.read_config(out).head.score
+        e = stored(out)["sys0"]
+        np.testing.assert_allclose(e.score, job.test.components[mode], equal_nan=True)
+        np.testing.assert_allclose(e.test.window, job.test.window_components[mode], equal_nan=True)
+    # the product is the run itself: nothing new to write
+    assert E.main(["--variants", str(d), "head.score=product"]) == []
+    # a part the run does not keep is one line naming the key, before any variant dir
+    with pytest.raises(ConfigError, match=r"^head\.score='bogus'"):
+        E.main(["--variants", str(d), "head.score=bogus"])

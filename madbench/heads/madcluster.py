@@ -10,13 +10,23 @@ Loss terms as pure functions, checked against the equations in tests:
 - ``kl_cluster_loss(q, p)``: KL(P‖Q) per (t, j), the k > 1 variant (appendix B).
 
 The head's total is ``log(mean_B Σ_{t,k}(L_map + L_cluster) + 1e-8)``, added to the
-objective's loss in the pass the objective names. Its score factor (per window) is the
-mean over (t, k) of L_cluster (k = 1), of the k > 1 score, or of L_map for the
-distance-only ablation.
+objective's loss in the pass the objective names.
 
-Ablations (appendix Table 3) are the same head with a term switched off:
-``head=distance_only`` (``clustering=false``: Deep SVDD on the learnable centre) and
-``head=clustering_only`` (``mapping=none``).
+Its score factors, per window (``score_factors``), each kept by the score stage:
+
+- ``d``: the mean over t of ‖h_t − c*‖², the squared distance to the assigned centre (k = 1:
+  the centre), where the head maps distances (``mapping`` on) or k > 1 (whose score has it);
+  the Deep SVDD score (soft-boundary's d − R² is the same ranking);
+- ``f``: the mean over t of Σ_k L_cluster (k = 1: the reference's factor; k > 1: the KL
+  part), where ``clustering`` is on;
+- ``df``: d · f, where the head has both;
+- ``head``, the head's own score: f (k = 1, the reference), d + f (k > 1, appendix B), or d
+  without clustering.
+
+Ablations are the same head with a term switched off: ``head=distance_only``
+(``clustering=false``: Deep SVDD on the learnable centre) and ``head=clustering_only``
+(``mapping=none``). The appendix Table 3 arms (what each trains and scores) are the
+``arm`` config group.
 """
 from __future__ import annotations
 
@@ -25,7 +35,7 @@ import torch
 from torch import nn
 
 from madbench.errors import ConfigError, TrainingError
-from madbench.heads.base import Head
+from madbench.heads.base import Head, check_score_mode
 
 EPS = 1e-6       # the reference clamps q and p from below at 1e-6
 LOG_CAP = 1e6    # ... and the arguments of the adaptive terms' logs from above at 1e6
@@ -121,7 +131,8 @@ class MADClusterHead(Head):
     def __init__(self, k: int = 1, target: str = "dec", mapping: str = "soft-boundary", clustering: bool = True,
                  nu: float = 0.5, nu_svdd: float = 0.01, smoothing: float = 0.01, nu_lr: float = 1e-4,
                  lr_decay: float | None = 0.9,
-                 reference_quirks: bool = False, nu_eps: float = 1e-4, name: str | None = None):
+                 reference_quirks: bool = False, nu_eps: float = 1e-4, name: str | None = None,
+                 score: str = "product"):
         super().__init__()
         if not isinstance(k, int) or k < 1:
             raise ConfigError(f"head.k={k}; expected an integer >= 1")
@@ -151,6 +162,10 @@ class MADClusterHead(Head):
         self.register_parameter("centre", None)  # [k, d], created once d is known (on_fit_start)
         self.register_buffer("R", torch.zeros(k))
         self._dists: list[torch.Tensor] = []
+        # d is a score of this head where it maps distances, and always for k > 1 (appendix B)
+        self.gives_distance = self.use_mapping or k > 1
+        check_score_mode(score, self.score_names(), self.name)
+        self.score = score
 
     # -- set-up ---------------------------------------------------------------------------------
     def ensure_centre(self, d: int) -> None:
@@ -235,7 +250,13 @@ class MADClusterHead(Head):
             if not 0.0 < nu < 1.0:
                 raise TrainingError(f"head={self.name}: ν={nu:.4g} left (0, 1) under head.reference_quirks=true "
                                     "(the reference does not bound it), and the cluster loss turned NaN")
-        return {"loss": total, "map": t["map"].mean().detach(), "cluster": t["cluster"].mean().detach()}
+        # only the terms this head trains are logged: an arm's log shows what it trains
+        out = {"loss": total}
+        if self.use_mapping:
+            out["map"] = t["map"].mean().detach()
+        if self.use_clustering:
+            out["cluster"] = t["cluster"].mean().detach()
+        return out
 
     # -- per-epoch state ------------------------------------------------------------------------
     def on_epoch_end(self, detector, ctx) -> None:
@@ -250,14 +271,30 @@ class MADClusterHead(Head):
             ctx.log(f"{self.name}_R", self.R)
 
     # -- score ----------------------------------------------------------------------------------
-    def score_factor(self, out) -> torch.Tensor:
-        """Per window: the mean over (t, k) of L_cluster (k = 1, the reference), of the
-        k > 1 score Σ_j p log(p/q) + ‖h_t − c*‖² (c* = the assigned centre), or of L_map
-        when clustering is off (distance only)."""
+    def score_names(self) -> tuple[str, ...]:
+        names = ["head"] + ["d"] * self.gives_distance + ["f"] * self.use_clustering
+        return tuple(names + ["df"] * (self.gives_distance and self.use_clustering))
+
+    def score_factors(self, out) -> dict:
+        """Per window [B]: ``d``, ``f``, ``df`` where the head has them, and ``head`` (module
+        docstring)."""
         t = self.terms(_full_precision(out.embedding))
+        parts = {}
+        if self.gives_distance:
+            nearest = t["dist"] if self.k == 1 else t["dist"].gather(-1, t["q"].argmax(-1, keepdim=True))
+            parts["d"] = nearest.mean(dim=(1, 2))                    # ‖h_t − c*‖², mean over t
+        if self.use_clustering:
+            parts["f"] = t["cluster"].sum(-1).mean(dim=1)            # Σ_k L_cluster, mean over t
+        if "d" in parts and "f" in parts:
+            parts["df"] = parts["d"] * parts["f"]
         if not self.use_clustering:
-            return t["map"].mean(dim=(1, 2))
-        if self.k == 1:
-            return t["cluster"].mean(dim=(1, 2))
-        nearest = t["dist"].gather(-1, t["q"].argmax(-1, keepdim=True)).squeeze(-1)   # ‖h_t − c*‖²
-        return (t["cluster"].sum(-1) + nearest).mean(dim=1)
+            parts["head"] = parts["d"]
+        elif self.k == 1:
+            parts["head"] = parts["f"]
+        else:
+            parts["head"] = parts["f"] + parts["d"]                  # Σ_j p log(p/q) + ‖h_t − c*‖²
+        return parts
+
+    def score_factor(self, out) -> torch.Tensor:
+        """The head's own score per window (``score_factors(out)["head"]``)."""
+        return self.score_factors(out)["head"]

@@ -48,6 +48,9 @@ class Objective(nn.Module):
     horizon: int = 0
     #: whether ``score`` returns per-sensor residuals (needed by ``scoring=m2ad``)
     has_residuals: bool = True
+    #: whether ``loss`` can train anything (False: ``direct``, ``none``; then only a head's
+    #: loss, or nothing for a backbone fitted in ``on_fit_start``, trains the detector)
+    has_loss: bool = True
 
     def __init__(self, **params):
         super().__init__()

@@ -27,6 +27,10 @@ THRESHOLD_KEYS = ("method", "q", "factor", "level")
 MIN_EXCESSES = 10
 
 
+class TailFitError(DataError):
+    """The null scores have too few distinct values above the tail's start to fit one."""
+
+
 def _ratio(key: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
         raise ConfigError(f"{key}={value!r}; expected a ratio in (0, 1)")
@@ -87,7 +91,7 @@ class PeaksOverThreshold:
             u = float(ref[-MIN_EXCESSES - 1])  # a short validation split: the top 10 scores make the tail
         excess = ref[ref > u] - u
         if len(excess) < MIN_EXCESSES or np.ptp(excess) == 0:
-            raise DataError(
+            raise TailFitError(
                 f"{self.what}: {len(ref)} finite validation scores, {len(excess)} distinct ones above the tail's "
                 f"start; a fitted tail needs at least {MIN_EXCESSES} (and {2 * MIN_EXCESSES} scores): use more "
                 "validation data (trainer.val_ratio)")

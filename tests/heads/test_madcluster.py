@@ -126,6 +126,42 @@ def test_k_greater_than_one_loss_and_score():
     torch.testing.assert_close(score, (t["cluster"].sum(-1) + nearest).mean(1))
 
 
+@pytest.mark.parametrize("kwargs, names, head_is", [
+    ({}, ("head", "d", "f", "df"), "f"),                                  # MADCluster: the reference's factor f
+    ({"mapping": "one-class"}, ("head", "d", "f", "df"), "f"),
+    ({"mapping": "none"}, ("head", "f"), "f"),                            # clustering only: no distance
+    ({"clustering": False}, ("head", "d"), "d"),                          # distance only: no cluster score
+])
+def test_score_factors_d_f_and_df_by_hand(kwargs, names, head_is):
+    """d = mean_t ‖h_t − c‖², f = mean_t L_cluster(q_t, p = 1, ν) (k = 1, DEC target), df = d·f:
+    from the equations, on a fixed centre, independently of ``terms``."""
+    head = MADClusterHead(**kwargs)
+    assert head.score_names() == names
+    h = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], [[-1.0, 0.5], [2.0, 2.0], [0.5, -1.0]]], dtype=F64)
+    head.double()
+    head.ensure_centre(2)
+    with torch.no_grad():
+        head.centre.copy_(torch.tensor([[1.0, 1.0]], dtype=F64))
+    c = np.array([1.0, 1.0])
+    nu = 0.5
+    d, f = [], []
+    for window in h.numpy():
+        d.append(np.mean([((v - c) ** 2).sum() for v in window]))
+        qs = [(v @ c / (np.linalg.norm(v) * np.linalg.norm(c)) + 1) / 2 for v in window]
+        f.append(np.mean([reference_cluster_loss(q, 1.0, nu) for q in qs]))
+    with torch.no_grad():
+        parts = head.score_factors(type("Out", (), {"embedding": h})())
+    assert tuple(sorted(parts)) == tuple(sorted(names))
+    expected = {"d": np.array(d), "f": np.array(f)}
+    expected["df"] = expected["d"] * expected["f"]
+    for name in names:
+        if name != "head":
+            np.testing.assert_allclose(parts[name].numpy(), expected[name], rtol=1e-9, err_msg=name)
+    np.testing.assert_allclose(parts["head"].numpy(), expected[head_is], rtol=1e-9)
+    with torch.no_grad():
+        torch.testing.assert_close(head.score_factor(type("Out", (), {"embedding": h})()), parts["head"])
+
+
 def test_nu_stays_inside_and_the_loss_finite_under_extreme_q():
     head = MADClusterHead(nu=0.5)
     for raw in (-3.0, 0.0, 1.0, 7.0):

@@ -68,9 +68,14 @@ def _test_series_the_job_saw(monkeypatch, cfg, run_dir) -> np.ndarray:
     return seen[1]
 
 
+#: the M2AD reference's data quirks, as experiment=m2ad_reference sets them (on the dataset,
+#: never on a backbone)
+DATA_QUIRKS = ["+dataset.refit_scaler_on_test=true", "+dataset.forecast_gap=1", "scoring.reference_quirks=true"]
+
+
 @pytest.mark.parametrize("quirks", [True, False])
 def test_reference_mode_targets_end_plus_one_and_refits_scaler(tmp_path, monkeypatch, quirks):
-    flags = ["backbone.reference_quirks=true", "scoring.reference_quirks=true"] if quirks else []
+    flags = DATA_QUIRKS if quirks else []
     cfg = compose_cfg([*flags, "scoring=m2ad", "dataset.n_systems=1", "trainer.epochs=0", "protocol=[m2ad]"])
     seen = _test_series_the_job_saw(monkeypatch, cfg, tmp_path)
     score = stored(tmp_path)["sys0"].score
@@ -84,6 +89,32 @@ def test_reference_mode_targets_end_plus_one_and_refits_scaler(tmp_path, monkeyp
     np.testing.assert_allclose(seen, expected, rtol=1e-5, atol=1e-6)
     other = MinMaxScaler().fit(raw.train).transform(raw.test) if quirks else MinMaxScaler().fit_transform(raw.test)
     assert np.abs(seen - other).max() > 1e-3  # the two scalings differ on this data
+
+
+@pytest.mark.parametrize("backbone", ["lstm", "dcdetector"])
+def test_a_backbones_reference_quirks_leave_the_data_stages_alone(tmp_path, monkeypatch, backbone):
+    """backbone.reference_quirks changes only that backbone: the test split is scaled with
+    the train scaler and a forecast targets the next step (no M2AD data quirks leak in;
+    the committed DCdetector reference-mode row was once scored with a test-fitted scaler)."""
+    cfg = compose_cfg([f"backbone={backbone}", "backbone.reference_quirks=true", "dataset.n_systems=1",
+                       "trainer.epochs=0", "protocol=[strict]"])
+    seen = _test_series_the_job_saw(monkeypatch, cfg, tmp_path)
+    (raw,) = run.load_entities(cfg)
+    np.testing.assert_allclose(seen, MinMaxScaler().fit(raw.train).transform(raw.test), rtol=1e-5, atol=1e-6)
+    assert np.abs(seen - MinMaxScaler().fit_transform(raw.test)).max() > 1e-3
+    step = stored(tmp_path)["sys0"].test.step
+    lead = cfg.dataset.window if backbone == "lstm" else 0  # a forecast's first target is step `window`
+    assert np.isnan(step[:lead]).all() and np.isfinite(step[lead:]).all()
+
+
+def test_m2ad_reference_experiment_sets_the_data_quirks_on_the_dataset():
+    cfg = compose_cfg(["experiment=m2ad_reference"], tiny=False)
+    assert cfg.dataset.refit_scaler_on_test is True and cfg.dataset.forecast_gap == 1
+    assert cfg.scoring.reference_quirks is True and cfg.backbone.reference_quirks is False
+    for bad, key in (("+dataset.forecast_gap=-1", "dataset.forecast_gap"),
+                     ("+dataset.refit_scaler_on_test=3", "dataset.refit_scaler_on_test")):
+        with pytest.raises(ConfigError, match=f"^{key}="):
+            validate(compose_cfg([bad]))
 
 
 def test_area_errors_corrected_mode_uses_train_statistics():
