@@ -24,6 +24,8 @@ class Detector(nn.Module):
         self.backbone = backbone
         self.objective = objective
         self.heads = nn.ModuleList(heads)
+        if hasattr(backbone, "needs_embedding"):  # a backbone may skip its embedding when nothing reads it
+            backbone.needs_embedding = bool(len(self.heads)) or "embedding" in getattr(objective, "requires", ())
         #: (device_type, dtype) for autocast in the forward pass; set by the Trainer
         self.autocast: tuple[str, torch.dtype] | None = None
 
