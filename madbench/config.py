@@ -16,7 +16,7 @@ HASH_EXCLUDE = ("paths", "logger", "hydra", "skip_done", "name", "optimize_metri
 #: cuda:1) is left out; the device *type* a job trained on is kept, as the top-level
 #: ``device_type`` the job records (madbench.run.record_device_type): determinism is on
 #: only on CPU, so a CPU and a CUDA result are different results.
-TRAINER_EXCLUDE = ("progress", "eval_batch_size", "device", "num_threads")
+TRAINER_EXCLUDE = ("progress", "eval_batch_size", "device", "num_threads", "eval_batch_bytes", "allocator")
 
 
 def config_hash(cfg: DictConfig) -> str:

@@ -198,7 +198,8 @@ class FitContext:
         idx = self.split_indices(split)
         if shuffle:
             idx = (rng or np.random.default_rng(self.trainer.seed)).permutation(idx)
-        bs = batch_size or self.trainer.eval_batch_size
+        bs = batch_size or self.trainer.eval_windows(self.detector, self.windows, self.input_cols, self.sensor_cols,
+                                                     score=self.stage != "fit_start")
         for b in range(0, len(idx), bs):
             yield self.trainer.batch(self.windows, idx[b:b + bs], self.input_cols, self.sensor_cols)
 

@@ -353,7 +353,8 @@ def madcluster_t3(df: pd.DataFrame) -> pd.DataFrame:
 #: config keys that never change what a run computes (madbench.config.HASH_EXCLUDE) plus the
 #: run's own labels; everything else must match between the two runs of a pair
 PAIR_IGNORE = ("paths", "logger", "hydra", "skip_done", "name", "optimize_metric", "rescore", "rescored_from",
-               "experiment_name", "tags", "trainer.progress", "trainer.eval_batch_size", "trainer.device")
+               "experiment_name", "tags", "trainer.progress", "trainer.eval_batch_size", "trainer.device",
+               "trainer.eval_batch_bytes", "trainer.allocator")
 
 
 def _flat(d, prefix="") -> dict:
