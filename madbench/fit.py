@@ -126,7 +126,7 @@ class Trainer:
                  device: str = "auto", precision: str = "32", optimizer=None, eval_batch_size: int | None = None,
                  grad_clip: float | None = None, progress: bool = True, inject_nan_loss: bool = False,
                  seed: int = 0, min_delta: float = 0.0, lr_decay: float | None = None,
-                 compile: bool | str = False, num_threads: int | str = "auto", eval_batch_bytes="256MiB",
+                 compile: bool | str = False, num_threads: int | str = "auto", eval_batch_bytes="128MiB",
                  allocator: str = "reuse"):
         self.epochs = int(epochs)
         self.batch_size = int(batch_size)
