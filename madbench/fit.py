@@ -126,8 +126,8 @@ class Trainer:
                  device: str = "auto", precision: str = "32", optimizer=None, eval_batch_size: int | None = None,
                  grad_clip: float | None = None, progress: bool = True, inject_nan_loss: bool = False,
                  seed: int = 0, min_delta: float = 0.0, lr_decay: float | None = None,
-                 compile: bool | str = False, num_threads: int | str = "auto", eval_batch_bytes="128MiB",
-                 allocator: str = "reuse"):
+                 compile: bool | str = False, num_threads: int | str = "auto",
+                 eval_batch_bytes: int | str = "128MiB", allocator: str = "reuse"):
         self.epochs = int(epochs)
         self.batch_size = int(batch_size)
         self.patience = patience
@@ -195,7 +195,8 @@ class Trainer:
                    f"window of {'forward and score' if score else 'forward'}, measured")
         if key not in self._eval_windows:
             self._eval_windows[key] = n
-            log.info("trainer: eval batches of %d window(s) (%s); allocator: %s", n, why, self._allocator_note)
+            log.info("trainer: eval batches of %d window(s) (%s); allocator: %s", n, why,
+                     self._allocator_note or "not set yet")
         return n
 
     # -- helpers -----------------------------------------------------------------------
