@@ -11,9 +11,10 @@ weights) is not counted per window.
 
 glibc's malloc returns every block above its mmap threshold (at most 32 MiB) to the
 system when it is freed, so each [B, H, L, L] map of a large batch is a fresh mapping whose
-pages fault in again on first touch (on the Anomaly Transformer, 47% of a scoring job was
-kernel time). ``trainer.allocator=reuse`` makes malloc serve every block from its heap and
-keep up to 1 GiB of freed memory at the top of it, so the next batch reuses the same pages.
+pages fault in again on first touch (with 1024-window batches, 60% of the Anomaly
+Transformer's scoring CPU time was kernel time: results/bench_cpu/README.md).
+``trainer.allocator=reuse`` makes malloc serve every block from its heap and keep up to
+1 GiB of freed memory at the top of it, so the next batch reuses the same pages.
 """
 from __future__ import annotations
 
