@@ -1,5 +1,6 @@
 # make run   — set up .venv (if missing) and run the default job on the embedded synthetic data
-# make test  — set up .venv with the dev extras (if missing) and run the test suite
+# make test  — set up .venv with the dev extras (if missing) and run the test suite (what CI runs)
+# make test-fast — the same without the end-to-end and subprocess tests (`-m "not slow"`)
 # make bench — speed/memory ratios against the reference implementations
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,7 +13,7 @@ export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test bench setup setup-dev clean
+.PHONY: run test test-fast bench setup setup-dev clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +37,9 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q -n 2 --dist loadgroup $(ARGS)
+
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow" $(ARGS)
 
 bench: $(VENV)/.installed-dev
 	$(PY) scripts/bench.py all $(ARGS)

@@ -4,7 +4,8 @@ key and what is allowed.
 
 This module sits above the stages it asks (``fit``, ``attribution``, ``protocols``, the
 scorers, the loggers) and below the entry points that call it (``run``, ``rescoring``,
-``cli``); nothing below imports it.
+``cli``); nothing below imports it. The stages that need torch (``fit``, ``detector``, ``heads``)
+are imported where they are asked, so re-scoring and ``--help`` start without torch.
 """
 from __future__ import annotations
 
@@ -13,10 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from madbench import attribution
 from madbench import protocols as P
 from madbench.config import build, node_without, objective_class
-from madbench.detector import check_composition
-from madbench.heads.base import check_score_mode
 from madbench.errors import ConfigError
-from madbench.fit import PRECISIONS, resolve_device, resolve_num_threads
 from madbench.overrides import apply_overrides, check_rescorable, expand
 from madbench.scoring import build_scorer
 from madbench.tracking.loggers import instantiate_loggers
@@ -61,6 +59,8 @@ def validate(cfg: DictConfig) -> None:
     ar = _num(cfg, "dataset.anomaly_ratio")
     if ar is not None and not (isinstance(ar, (int, float)) and 0.0 < float(ar) < 100.0):
         raise ConfigError(f"dataset.anomaly_ratio={ar}; expected a percentage in (0, 100)")
+    from madbench.fit import PRECISIONS, resolve_device, resolve_num_threads
+
     attribution.check(cfg, objective_class(cfg).has_residuals)
     resolve_device(_num(cfg, "trainer.device") or "auto")
     prec = str(_num(cfg, "trainer.precision"))
@@ -95,6 +95,8 @@ def check_head_score(cfg: DictConfig) -> None:
     if head.get("name", "none") != "none":
         build(node_without(head), f"head={head.name}")
     else:
+        from madbench.heads.base import check_score_mode
+
         check_score_mode(str(head.get("score", "backbone")), (), "none")
 
 
@@ -120,6 +122,8 @@ def check_compatible(cfg: DictConfig) -> None:
         raise ConfigError(
             f"objective={cfg.objective.name} needs a backbone that gives '{missing[0]}', but backbone={cfg.backbone.name} "
             f"gives {provides}{hint}")
+    from madbench.detector import check_composition
+
     check_composition(cfg, obj)
     if cfg.scoring.get("needs_residuals") and not obj.has_residuals:
         raise ConfigError(

@@ -27,6 +27,8 @@ class Detector(nn.Module):
         self.heads = nn.ModuleList(heads)
         #: which score part is the final score (``head.score``; see :meth:`score`)
         self.score_mode = final_score_part(self.heads, score)
+        if hasattr(backbone, "needs_embedding"):  # a backbone may skip its embedding when nothing reads it
+            backbone.needs_embedding = bool(len(self.heads)) or "embedding" in getattr(objective, "requires", ())
         #: (device_type, dtype) for autocast in the forward pass; set by the Trainer
         self.autocast: tuple[str, torch.dtype] | None = None
 
@@ -240,7 +242,8 @@ class FitContext:
         idx = self.split_indices(split)
         if shuffle:
             idx = (rng or np.random.default_rng(self.trainer.seed)).permutation(idx)
-        bs = batch_size or self.trainer.eval_batch_size
+        bs = batch_size or self.trainer.eval_windows(self.detector, self.windows, self.input_cols, self.sensor_cols,
+                                                     score=self.stage != "fit_start")
         for b in range(0, len(idx), bs):
             yield self.trainer.batch(self.windows, idx[b:b + bs], self.input_cols, self.sensor_cols)
 

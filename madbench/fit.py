@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from madbench.data.windows import Windows
 from madbench.errors import ConfigError, TrainingError
+from madbench.memory import ALLOCATORS, bytes_per_window, format_bytes, parse_bytes, set_allocator
 from madbench.scoring.base import SeriesScores
 
 log = logging.getLogger(__name__)
@@ -122,10 +123,11 @@ class Trainer:
     method: everything method-specific is a hook of the Detector's objective and heads."""
 
     def __init__(self, epochs: int = 35, batch_size: int = 32, patience: int = 10, val_ratio: float = 0.2,
-                 device: str = "auto", precision: str = "32", optimizer=None, eval_batch_size: int = 1024,
+                 device: str = "auto", precision: str = "32", optimizer=None, eval_batch_size: int | None = None,
                  grad_clip: float | None = None, progress: bool = True, inject_nan_loss: bool = False,
                  seed: int = 0, min_delta: float = 0.0, lr_decay: float | None = None,
-                 compile: bool | str = False, num_threads: int | str = "auto"):
+                 compile: bool | str = False, num_threads: int | str = "auto",
+                 eval_batch_bytes: int | str = "128MiB", allocator: str = "reuse"):
         self.epochs = int(epochs)
         self.batch_size = int(batch_size)
         self.patience = patience
@@ -135,7 +137,17 @@ class Trainer:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"trainer.precision={precision!r}; expected one of {list(PRECISIONS)}")
         self.optimizer = optimizer or partial(torch.optim.Adam, lr=1e-3)
-        self.eval_batch_size = int(eval_batch_size)
+        if eval_batch_size is not None and (isinstance(eval_batch_size, bool) or not isinstance(eval_batch_size, int)
+                                            or eval_batch_size < 1):
+            raise ConfigError(f"trainer.eval_batch_size={eval_batch_size!r}; expected an integer >= 1 or null "
+                              "(null: batches of trainer.eval_batch_bytes)")
+        self.eval_batch_size = eval_batch_size
+        self.eval_batch_bytes = parse_bytes(eval_batch_bytes, "trainer.eval_batch_bytes")
+        if allocator not in ALLOCATORS:
+            raise ConfigError(f"trainer.allocator={allocator!r}; expected one of {list(ALLOCATORS)}")
+        self.allocator = allocator
+        self._allocator_note: str | None = None
+        self._eval_windows: dict[tuple, int] = {}
         self.grad_clip = grad_clip
         self.progress = progress
         self.inject_nan_loss = inject_nan_loss
@@ -157,7 +169,35 @@ class Trainer:
             torch.set_num_threads(n)
             self._threads = n
             log.info("trainer: %d CPU thread(s) (%s)", n, why)
+        if self._allocator_note is None:   # once per job, before the first big allocations
+            self._allocator_note = set_allocator(self.allocator)
         return self._threads
+
+    def eval_windows(self, detector, windows: Windows, input_cols, sensor_cols, score: bool = True) -> int:
+        """Windows per batch of the passes without gradients (validation, scoring, the hooks'
+        passes): ``trainer.eval_batch_size`` when set; else ``trainer.eval_batch_bytes`` over
+        the activation bytes of one window of this detector's forward and score, measured
+        once per architecture (madbench/memory.py); of its forward alone where the objective
+        cannot score yet (``score=False``: the passes of ``on_fit_start``, which set what
+        scoring needs, e.g. the Deep SVDD centre). The choice and the allocator are logged
+        once per architecture."""
+        if self.eval_batch_size is not None:
+            key, n, why = ("set",), self.eval_batch_size, "trainer.eval_batch_size"
+        else:
+            key = (tuple((k, tuple(p.shape), p.dtype) for k, p in detector.named_parameters()), score,
+                   windows.spec.window, len(input_cols), len(sensor_cols), detector.autocast, self.device.type)
+            if key in self._eval_windows:
+                return self._eval_windows[key]
+            per = bytes_per_window(detector, lambda k: self.batch(windows, np.arange(k), input_cols, sensor_cols),
+                                   len(windows), score)
+            n = max(1, self.eval_batch_bytes // per)
+            why = (f"trainer.eval_batch_bytes {format_bytes(self.eval_batch_bytes)} / {format_bytes(per)} per "
+                   f"window of {'forward and score' if score else 'forward'}, measured")
+        if key not in self._eval_windows:
+            self._eval_windows[key] = n
+            log.info("trainer: eval batches of %d window(s) (%s); allocator: %s", n, why,
+                     self._allocator_note or "not set yet")
+        return n
 
     # -- helpers -----------------------------------------------------------------------
     def _autocast_spec(self):
@@ -282,9 +322,10 @@ class Trainer:
     def _validate(self, detector, windows, idx, input_cols, sensor_cols, ctx) -> dict:
         detector.eval()
         sums = {}
-        for b in range(0, len(idx), self.eval_batch_size):
-            j = idx[b:b + self.eval_batch_size]
-            ctx.batch_index = b // self.eval_batch_size + 1
+        size = self.eval_windows(detector, windows, input_cols, sensor_cols)
+        for b in range(0, len(idx), size):
+            j = idx[b:b + size]
+            ctx.batch_index = b // size + 1
             _accumulate(sums, detector.validation_step(self.batch(windows, j, input_cols, sensor_cols), ctx), len(j))
         return {k: v / len(idx) for k, v in sums.items()}
 
@@ -311,9 +352,10 @@ class Trainer:
         acc_res = None
         offsets = torch.as_tensor(windows.spec.score_offsets(), device=dev)
         idx_all = np.arange(len(windows))
-        for b in tqdm(range(0, len(idx_all), self.eval_batch_size), desc=desc, leave=False,
+        size = self.eval_windows(detector, windows, input_cols, sensor_cols)
+        for b in tqdm(range(0, len(idx_all), size), desc=desc, leave=False,
                       disable=bar_disabled(self.progress), unit="batch"):
-            j = idx_all[b:b + self.eval_batch_size]
+            j = idx_all[b:b + size]
             batch = self.batch(windows, j, input_cols, sensor_cols)
             out = detector(batch["x"])
             _, res, parts = detector.score(batch, out)

@@ -28,8 +28,8 @@ import json
 
 LABEL = ("name", "experiment_name", "pipeline_name", "arm", "tags")
 RUNTIME = ("paths", "logger", "hydra", "skip_done", "optimize_metric", "rescore", "rescored_from",
-           "trainer.progress", "trainer.eval_batch_size", "trainer.eval_batch_bytes", "trainer.device",
-           "trainer.num_threads")
+           "trainer.progress", "trainer.eval_batch_size", "trainer.eval_batch_bytes", "trainer.allocator",
+           "trainer.device", "trainer.num_threads")
 POST_SCORE = ("scoring", "protocol", "attribution", "dataset.anomaly_ratio", "head.score")
 ROLES = {**{k: "label" for k in LABEL}, **{k: "runtime" for k in RUNTIME}, **{k: "post_score" for k in POST_SCORE}}
 #: the roles config_hash reads (the others never change a number)

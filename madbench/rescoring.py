@@ -46,7 +46,6 @@ from madbench import rundir
 from madbench.checks import check_variants, validate_after_score
 from madbench.config import config_hash
 from madbench.errors import ConfigError, DataError, MadbenchError
-from madbench.fit import bar_disabled
 from madbench.overrides import apply_overrides, check_rescorable, expand, key_of, under
 from madbench.results import RunResults, task_wrapper
 from madbench.tracking.collect import find_ok_run
@@ -232,6 +231,8 @@ def rescore_all(paths: list[Path], overrides: list[str], progress: bool = True, 
     where it stopped. Returns (variant dirs written, one-line errors); ``notes``, when
     given, receives one line per variant skipped and per pair of identical variants."""
     from tqdm.auto import tqdm
+
+    from madbench.fit import bar_disabled
 
     check_rescorable(overrides)  # once, up front: the same for every run dir
     runs = [r for p in paths for r in find_run_dirs(Path(p))]

@@ -25,7 +25,6 @@ from madbench import rundir
 from madbench.config import config_hash
 from madbench.errors import ConfigError, DataError, MadbenchError
 from madbench.scoring import build_scorer
-from madbench.scoring.m2ad import top_sensors
 from madbench.tracking.loggers import instantiate_loggers
 from madbench.tracking.plots import plot_attribution, plot_entity
 
@@ -184,6 +183,8 @@ class RunResults:
         kept = self.stored.get(entity)
         if kept is None or kept.sensor_p is None:
             return ""
+        from madbench.scoring.m2ad import top_sensors
+
         return ";".join(top_sensors(kept.sensor_p, start, end, kept.sensors))
 
     # -- outputs ----------------------------------------------------------------------

@@ -15,6 +15,8 @@
                                                        # Orion's find_anomalies and telemanom's Errors
     python scripts/bench.py threads [--jobs 1,4]       # epoch time at 1, 2, all CPU threads, alone and
                                                        # beside concurrent jobs (trainer.num_threads=auto)
+    python scripts/bench.py speed [--what score,job]   # issue 27's speed-ups vs the code they replaced
+                                                       # (AT, DCdetector, Deep SVDD; eval batches by memory)
     python scripts/bench.py all                        # metrics + m2ad (re-implementation only)
 
 Exits non-zero when a suite does (m2ad: when madbench and a reference disagree).
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SUITES = {"metrics": "bench_metrics", "m2ad": "bench_m2ad", "memory": "bench_memory", "madcluster": "bench_madcluster",
           "zoo": "bench_zoo", "dcdetector": "bench_dcdetector", "threads": "bench_threads",
-          "dynamic_threshold": "bench_dynamic_threshold"}
+          "dynamic_threshold": "bench_dynamic_threshold", "speed": "bench_speed"}
 
 
 def main(argv=None) -> int:

@@ -61,7 +61,8 @@ class Entry:
 
 ZOO: dict[str, Entry] = {
     # USAD at DeepOD's L100/h100 (98M parameters): its latent is wider than MSL's 55 columns
-    "usad": Entry(("backbone=usad", "backbone.model.wide_latent=true"), reference="bench_zoo_usad:run"),
+    "usad": Entry(("backbone=usad", "backbone.model.hidden=100", "backbone.model.wide_latent=true"),
+                  reference="bench_zoo_usad:run"),
     "beatgan": Entry(("backbone=beatgan",)),
     "omnianomaly": Entry(("backbone=omnianomaly",), reference="bench_zoo_omni_timesnet:run_timesead"),
     "timesnet": Entry(("backbone=timesnet",), reference="bench_zoo_omni_timesnet:run_tslib"),

@@ -16,6 +16,13 @@ os.environ.setdefault("WANDB_SILENT", "true")
 TINY = ["debug=tiny"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first (a stable sort, the same on every worker): pytest-xdist hands
+    out tests in collection order, so a sweep test of a minute or more collected last
+    (test_sweeps.py) kept one worker busy long after the other had finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def compose_cfg(overrides=(), tiny=True):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return compose("config", overrides=(TINY if tiny else []) + list(overrides))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import get_class, instantiate
+from torch.utils._pytree import tree_leaves
 from omegaconf import OmegaConf
 
 from madbench.checks import validate
@@ -16,6 +17,7 @@ from madbench.data.preprocess import Preprocessor
 from madbench.data.windows import Windows, WindowSpec
 from madbench.detector import FitContext
 from madbench.errors import ConfigError
+from madbench.fit import Trainer
 from madbench.run import build_detector, load_entities
 from tests.conftest import CONFIGS, compose_cfg
 
@@ -134,3 +136,51 @@ def test_fit_one_epoch(backbone, objective, head, monkeypatch):
     fresh.load_state_dict(det.state_dict())
     (again,) = trainer.score(fresh, test_w, entity.input_idx, entity.sensor_idx)
     np.testing.assert_array_equal(again.step, scores.step)
+
+
+def dataset_shape(cfg) -> tuple[int, int] | None:
+    """(input columns, sensors) of a shipped dataset, read from its config alone: synthetic
+    from its generator's sizes, NASA by ``dataset.sensors`` (first: one sensor, the rest
+    covariates), every other layout with every column a sensor. None where the data decides
+    (multisystem)."""
+    d = cfg.dataset
+    if d.name == "synthetic":
+        return d.n_sensors + d.n_covariates, d.n_sensors
+    if d.get("dims") is None:
+        return None
+    return d.dims, 1 if d.get("sensors") == "first" else d.dims
+
+
+SHAPED = [name for name in options("dataset") if name != "multisystem"]
+
+
+@pytest.mark.slow  # paper-size models (USAD at window 100 on MSL: 57M parameters)
+@pytest.mark.parametrize("backbone", options("backbone"))
+def test_every_backbone_runs_at_its_defaults_on_every_shipped_dataset_shape(backbone):
+    """Each backbone alone, at its own default sizes (its per-dataset sizes where it has
+    them), with each shipped dataset's window and column counts: the config validates, the
+    Detector builds and one forward of two windows is finite. (multisystem's columns come
+    from its data.)"""
+    assert dataset_shape(compose_cfg(["dataset=multisystem"], tiny=False)) is None
+    built = set()
+    for dataset in SHAPED:
+        cfg = compose_cfg([f"backbone={backbone}", f"dataset={dataset}"], tiny=False)
+        validate(cfg)
+        n_inputs, n_sensors = dataset_shape(cfg)
+        model = OmegaConf.to_yaml(cfg.backbone.model, resolve=True)
+        if (n_inputs, n_sensors, cfg.dataset.window, model) in built:
+            continue   # the same model at the same shape as an earlier dataset (psm and smap_merged, ...)
+        built.add((n_inputs, n_sensors, cfg.dataset.window, model))
+        torch.manual_seed(0)
+        det = build_detector(cfg, n_inputs, n_sensors, cfg.dataset.window)
+        if cfg.backbone.get("baseline"):  # a baseline's statistics come from its train rows
+            spec = WindowSpec(window=cfg.dataset.window, horizon=det.objective.horizon)
+            train = Windows([np.random.default_rng(0).random((3 * cfg.dataset.window, n_inputs), dtype=np.float32)],
+                            spec)
+            Trainer(epochs=1, device="cpu", progress=False).fit(det, train, np.arange(n_inputs), np.arange(n_sensors))
+        det.eval()
+        with torch.no_grad():
+            out = det(torch.rand(2, cfg.dataset.window, n_inputs))
+        tensors = [t for t in tree_leaves([out.embedding, out.forecast, out.reconstruction, out.extras])
+                   if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        assert tensors and all(torch.isfinite(t).all() for t in tensors), (backbone, dataset)

@@ -18,7 +18,7 @@ FLOORS = {
     0: ["madbench.errors", "madbench.keys", "madbench.paired", "madbench.metrics", "madbench.paper"],
     1: ["madbench.config"],
     2: ["madbench.data", "madbench.models", "madbench.objectives", "madbench.heads", "madbench.scoring",
-        "madbench.detector", "madbench.fit"],
+        "madbench.detector", "madbench.fit", "madbench.memory"],
     3: ["madbench.protocols", "madbench.attribution"],
     4: ["madbench.rundir", "madbench.tracking"],
     5: ["madbench.results"],

@@ -56,6 +56,7 @@ def test_rescored_variant_equals_a_job_trained_with_it(m2ad_run, tmp_path, varia
     assert (df.status == "ok").all() and (df.epochs_run[df.entity != "ALL"] == 1).all()
 
 
+@pytest.mark.slow
 def test_rescore_list_in_the_job_writes_one_run_dir_per_variant(tmp_path):
     cfg = compose_cfg(M2AD + ['rescore=["scoring.distribution=gmm,normal","scoring.calibration=gamma,chi2"]',
                               "scoring.n_components=2", "name=abl-${scoring.distribution}+${scoring.calibration}"])
@@ -100,6 +101,7 @@ def test_expand_is_hydras_cartesian_product():
     assert E.expand([]) == [[]]
 
 
+@pytest.mark.slow
 def test_cli_in_place_protocol_reevaluation_keeps_other_rows(tmp_path):
     d = tmp_path / "run"
     run.main(compose_cfg(["trainer.epochs=1"]), d)
@@ -125,6 +127,7 @@ def test_cli_in_place_protocol_reevaluation_keeps_other_rows(tmp_path):
     assert not (d / "rescored").exists()
 
 
+@pytest.mark.slow
 def test_cli_sweep_dir_and_bad_input(tmp_path):
     for seed in (0, 1):
         run.main(compose_cfg(M2AD + [f"seed={seed}", "dataset.n_systems=1"]), tmp_path / "sweep" / str(seed))
@@ -139,6 +142,7 @@ def test_cli_sweep_dir_and_bad_input(tmp_path):
     assert missing.returncode == 1 and "nope" in missing.stderr
 
 
+@pytest.mark.slow
 def test_a_variant_is_logged_to_wandb_like_a_job(tmp_path):
     pytest.importorskip("wandb")
     import time
@@ -271,6 +275,7 @@ def _variants(run_dir):
     return out
 
 
+@pytest.mark.slow
 def test_a_skipped_job_writes_the_rescore_variants_it_is_missing(tmp_path):
     """Bug: `rescore` is not in config_hash and a skipped job returned before re-scoring, so a
     re-run with a new rescore list wrote nothing, and a job killed while re-scoring never got
@@ -366,6 +371,7 @@ def test_unknown_keys_are_refused_and_write_nothing(own_m2ad_run):
     assert [p.name for p in (own_m2ad_run / "rescored").iterdir()] == [done[0].name]
 
 
+@pytest.mark.slow
 def test_cli_help_and_a_bad_value_in_place_are_one_line(own_m2ad_run):
     h = subprocess.run([str(BIN / "madbench-eval"), "--help"], capture_output=True, text=True)
     assert h.returncode == 0 and h.stdout.startswith("usage: madbench-eval") and not h.stderr
@@ -397,6 +403,7 @@ def test_in_place_reevaluation_records_what_it_changed(own_m2ad_run):
     assert len(anomalies) == m2ad.n_detected.sum() > 0 and set(m2ad.threshold) == {0.01}
 
 
+@pytest.mark.slow
 def test_skipped_variants_are_said_and_no_hash_gets_two_dirs(tmp_path):
     """`scoring=raw,m2ad` on a raw run used to skip raw silently and write `scoring-m2ad-...`
     beside an earlier `...calibration-gamma-...` with the same config_hash."""
@@ -416,6 +423,7 @@ def test_skipped_variants_are_said_and_no_hash_gets_two_dirs(tmp_path):
     assert len(hashes) == len(set(hashes)) == 2
 
 
+@pytest.mark.slow
 def test_variants_that_give_the_same_scores_are_warned_about(own_m2ad_run):
     """With one component the GMM is the normal fit: `scoring.distribution=gmm,normal` gives
     identical arms (the README's example used to). Said, not left to be found in a table."""
@@ -477,6 +485,7 @@ def test_protocol_typos_and_bad_values_are_refused_before_any_variant_is_written
     assert not (own_m2ad_run / "rescored").exists()
 
 
+@pytest.mark.slow
 def test_variants_flag_writes_protocol_only_overrides_as_variant_dirs(tmp_path):
     d = tmp_path / "run"
     run.main(compose_cfg(M2AD + ["dataset.n_systems=1"]), d)

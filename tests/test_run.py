@@ -116,6 +116,7 @@ def test_missing_dataset_is_one_line_failed_row(tmp_path):
     assert not (tmp_path / "run" / "scores.npz").exists()
 
 
+@pytest.mark.slow
 def test_nan_loss_is_a_failed_row_not_a_traceback(tmp_path):
     env = os.environ | {"WANDB_MODE": "offline"}
     p = subprocess.run([str(BIN / "madbench"), *TINY_CLI, "trainer.inject_nan_loss=true",
@@ -129,6 +130,7 @@ def test_nan_loss_is_a_failed_row_not_a_traceback(tmp_path):
 TINY_CLI = ["debug=tiny", "dataset.n_systems=1", "trainer.epochs=1"]
 
 
+@pytest.mark.slow
 def test_multirun_and_collect(tmp_path):
     env = os.environ | {"WANDB_MODE": "offline"}
     p = subprocess.run([str(BIN / "madbench"), "-m", "backbone=lstm,lstm_ae", "seed=0,1", *TINY_CLI,
@@ -148,6 +150,7 @@ def test_multirun_and_collect(tmp_path):
     assert df[df.status == "failed"].error.str.contains("needs a backbone").all()
 
 
+@pytest.mark.slow
 def test_wandb_offline_files(tmp_path):
     wandb = pytest.importorskip("wandb")
     cfg = compose_cfg(["dataset.n_systems=1", "trainer.epochs=1", "logger=[csv,wandb]"])
@@ -200,6 +203,7 @@ def test_dataset_shard_splits_entities_and_refuses_bad_values():
 
 
 # -- what a new user hits in the first hour (issue 16) ----------------------------------------
+@pytest.mark.slow
 def test_a_refused_config_is_one_line_before_training_and_leaves_nothing_to_collect(tmp_path):
     """A bad scoring value used to fail after training ("1 epochs in 0 s" in the log) and
     leave a failed results.csv that madbench-collect counted. Refused up front, it is not a
@@ -233,6 +237,7 @@ def test_a_series_shorter_than_the_window_is_one_line(tmp_path):
         run.main(cfg, tmp_path / "test")
 
 
+@pytest.mark.slow
 def test_a_skipped_job_points_at_the_results_it_reuses(tmp_path):
     """skip_done used to print `results: <own dir>/results.csv`, a file that does not exist."""
     tiny = [*TINY_CLI, "logger.csv.plots=false", "skip_done=true", f"paths.output_dir={tmp_path}"]

@@ -6,7 +6,7 @@ import pytest
 from madbench import run
 from tests.conftest import SHARED_DATA, compose_cfg
 
-pytestmark = [pytest.mark.realdata,
+pytestmark = [pytest.mark.realdata, pytest.mark.slow,
               pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"{SHARED_DATA} not found (real datasets)")]
 
 FAST = ["trainer.epochs=1", "trainer.progress=false", "backbone.model.hidden=8", "dataset.window=20",

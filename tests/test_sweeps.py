@@ -76,6 +76,7 @@ def test_launcher_configs_are_madbenchs():
                                        "trainer.batch_size"}
 
 
+@pytest.mark.slow
 def test_cfg_hydra_shows_submitit_settings(tmp_path):
     p = subprocess.run([str(BIN / "madbench"), "hydra/launcher=submitit_slurm", "--cfg", "hydra", "-p",
                         "hydra.launcher"], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=120, check=False)
@@ -271,6 +272,7 @@ def test_optuna_tiny_search_minimises_validation_loss(tmp_path):
     assert best["best_value"] == pytest.approx(min(losses))
 
 
+@pytest.mark.slow
 def test_test_label_objective_is_refused(tmp_path):
     p = madbench(tmp_path, "hparams_search=optuna", "optimize_metric=f1", tiny=[])
     assert p.returncode == 1

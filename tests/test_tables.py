@@ -114,6 +114,7 @@ def test_ablation_variants_map_to_the_paper_arms():
     assert t[t.variant != "GMM + gamma"].paper_same_entities_f1.isna().all()
 
 
+@pytest.mark.slow
 def test_cli_writes_csv_md_tex_and_refuses_a_missing_path(tmp_path):
     src = tmp_path / "collected.csv"
     results_frame(rows("msl", "m2ad_table2-msl", COUNTS)).to_csv(src, index=False)
@@ -243,6 +244,7 @@ def test_runs_that_differ_only_in_runtime_keys_pair(tmp_path):
     assert t.set_index("backbone").loc["deepsvdd", "mean_gain"] == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_paired_cli_writes_the_table(tmp_path):
     df = t2_results(tmp_path)
     df.to_csv(tmp_path / "collected.csv", index=False)
@@ -420,6 +422,7 @@ def test_grid_one_row_per_backbone_head_scoring_with_each_protocols_f1():
     assert "vus_roc" in " ".join(T.render("grid", T.grid(grid_rows(), "vus_roc")).columns)
 
 
+@pytest.mark.slow
 def test_grid_cli_writes_the_table(tmp_path):
     grid_rows().to_csv(tmp_path / "collected.csv", index=False)
     p = subprocess.run([str(BIN / "madbench-tables"), "grid", str(tmp_path / "collected.csv"), "--out",
@@ -479,6 +482,7 @@ def test_paired_by_several_columns_keeps_the_grids_scorings_apart(tmp_path):
         T.paired_table(df, "head", "none", "madcluster", "backbone,machine")
 
 
+@pytest.mark.slow
 def test_paired_cli_refuses_a_config_difference_in_one_line_naming_the_key(tmp_path):
     df = t2_results(tmp_path, differ="trainer.epochs=7")
     df.to_csv(tmp_path / "collected.csv", index=False)

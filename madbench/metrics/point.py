@@ -28,7 +28,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn import metrics as skm
 
 from ._common import as_binary, as_scores, binary_pair, f_beta, runs, safe_div
 
@@ -63,7 +62,9 @@ def best_f1(labels, scores) -> dict:
     nan = float("nan")
     if y.size == 0 or not y.any():
         return {"f1": nan, "precision": nan, "recall": nan, "threshold": nan}
-    precision, recall, thresholds = skm.precision_recall_curve(y, s)
+    from sklearn.metrics import precision_recall_curve  # here: importing sklearn costs every CLI about 1 s
+
+    precision, recall, thresholds = precision_recall_curve(y, s)
     precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
     den = precision + recall
     f1 = np.divide(2 * precision * recall, den, out=np.zeros_like(den), where=den > 0)
@@ -99,8 +100,10 @@ def auc(labels, scores) -> dict:
     nan = float("nan")
     if y.size == 0 or y.all() or not y.any():
         return {"auc_roc": nan, "auc_pr": nan}
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        roc = float(skm.roc_auc_score(y, s))
-        pr = float(skm.average_precision_score(y, s))
+        roc = float(roc_auc_score(y, s))
+        pr = float(average_precision_score(y, s))
     return {"auc_roc": roc, "auc_pr": pr}

@@ -13,6 +13,12 @@ Faithful to thuml/Anomaly-Transformer ``model/{AnomalyTransformer,attn,embed}.py
   of the layer input. The prior is returned row-normalised (P̂ = prior / Σ_j prior), the
   only form the losses and the score use.
 
+The row-normalised Gaussian is computed as P̂ = softmax_j(−|i − j|²/2σ_i²): its constant
+1/(√(2π)σ_i) cancels in the normalisation, and the softmax needs one full-size pass
+instead of the reference's exp, scale, sum and divide (the exp of hugely negative
+arguments where σ is small made that the slowest step of scoring). Equal to the
+reference's formula within float rounding (tests/models/test_anomaly_transformer.py).
+
 Differences from the reference, none numerical: the |i − j| table is a registered
 (non-persistent) buffer instead of a ``.cuda()`` tensor, so the model runs on CPU (attn.py
 hard-codes CUDA); the reference's unused ``AttentionLayer.norm`` (a LayerNorm
@@ -53,22 +59,23 @@ class AnomalyAttention(nn.Module):
         idx = torch.arange(window, dtype=torch.float32)
         # |i − j|: a buffer, so it follows the module to any device (the reference: .cuda())
         self.register_buffer("distances", (idx[:, None] - idx[None, :]).abs(), persistent=False)
+        # −|i − j|²/2, the prior's logits before the per-step 1/σ²
+        self.register_buffer("neg_half_sq_distances", -self.distances ** 2 / 2, persistent=False)
 
     def forward(self, x: torch.Tensor):
         B, L, _ = x.shape
         H = self.n_heads
+        # 1/√E on the queries, not on the [B, H, L, L] scores: one small pass instead of a full one
         q = self.query(x).view(B, L, H, -1)
+        q = q * (1.0 / math.sqrt(q.shape[-1]))
         k = self.key(x).view(B, L, H, -1)
         v = self.value(x).view(B, L, H, -1)
-        scale = 1.0 / math.sqrt(q.shape[-1])
-        series = self.dropout(torch.softmax(scale * torch.einsum("blhe,bshe->bhls", q, k), dim=-1))
+        series = self.dropout(torch.softmax(torch.einsum("blhe,bshe->bhls", q, k), dim=-1))
         out = torch.einsum("bhls,bshd->blhd", series, v).reshape(B, L, -1)
         # the prior: a Gaussian of |i − j| whose width each step learns
         sigma = torch.pow(3, torch.sigmoid(5 * self.sigma(x)) + 1e-5) - 1        # [B, L, H]
         sigma = sigma.transpose(1, 2).unsqueeze(-1)                               # [B, H, L, 1]
-        dist = self.distances[:L, :L]
-        prior = 1.0 / (math.sqrt(2 * math.pi) * sigma) * torch.exp(-dist ** 2 / 2 / sigma ** 2)
-        prior = prior / prior.sum(-1, keepdim=True)                              # P̂, rows sum to 1
+        prior = torch.softmax(self.neg_half_sq_distances[:L, :L] / sigma ** 2, dim=-1)   # P̂, rows sum to 1
         return self.out(out), series, prior, sigma.squeeze(-1)
 
 

@@ -46,7 +46,9 @@ every evaluation pass), a token's embedding is A·z_t + π_t, with z_t its circu
 neighbours [x_{t−1}, x_t, x_{t+1}] (3·c_in values) and A the convolution: the scores
 e_i M e_j + v·e_j (M = W_qᵀW_k, v = b_q·W_k per head; the terms that are constant along a
 row, which the softmax over keys cancels, are left out, and with them the key bias) are
-computed in the 3·c_in-wide space of z wherever it is narrower than d. Otherwise (dropout
+computed in the 3·c_in-wide space of z wherever it is narrower than d, as one batched
+product accumulated onto a batch-independent term, with 1/√E folded into W_q, so that each
+[B·C, H, T, T] score map is written once before its softmax. Otherwise (dropout
 on the embeddings while training, as the MADCluster reference has) with one head the query
 and key are merged into one d×d product, G = E·M + v, scores = G·Eᵀ, and ``recompute=true``
 recomputes each layer's maps in the backward pass (torch.utils.checkpoint), 32 windows at a
@@ -110,36 +112,46 @@ class DualAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def bilinear(self):
-        """Per head, M = W_qᵀW_k [H, d, d] and v = b_q·W_k [H, d]: the scores (e W_qᵀ + b_q)(e W_kᵀ)ᵀ
-        are e·M·eᵀ + v·eᵀ (the terms constant along a row, which the softmax cancels, left out)."""
+        """Per head, M = W_qᵀW_k/√E [H, d, d] and v = b_q·W_k/√E [H, d]: the scaled scores
+        (e W_qᵀ + b_q)(e W_kᵀ)ᵀ/√E are e·M·eᵀ + v·eᵀ (the terms constant along a row, which
+        the softmax cancels, left out). The scale sits on the small W_q, never on a map."""
         h, d = self.n_heads, self.query.in_features
-        wq, wk = self.query.weight.view(h, -1, d), self.key.weight.view(h, -1, d)
-        return wq.transpose(1, 2) @ wk, (self.query.bias.view(h, 1, -1) @ wk).squeeze(1)
+        wq, wk = self.query.weight.view(h, -1, d) * self.scale, self.key.weight.view(h, -1, d)
+        return wq.transpose(1, 2) @ wk, (self.query.bias.view(h, 1, -1) * self.scale @ wk).squeeze(1)
 
-    def scores(self, view) -> torch.Tensor:
-        """Unscaled scores [B', H, T, T] of one view: ``(embedding module, tokens, composed)``."""
+    def logits(self, view) -> torch.Tensor:
+        """Scaled scores [B', H, T, T] of one view: ``(embedding module, tokens, composed)``."""
         emb, x, composed = view
+        n, t = x.shape[:2]
         if composed:
-            # e_t = A z_t + π_t: e_i M e_j + v e_j = z_i K z_j + z_i U_j + V_i z_j + C_ij, all narrow
+            # e_t = A z_t + π_t: e_i M e_j + v e_j = (z_i K + R_i) z_j + z_i U_j + C_ij with K, R, U,
+            # C from the weights alone, so one batched product [z K + R | z]·[z ; U] of inner size
+            # 2·3c, accumulated onto the batch-independent C (baddbmm), writes each map once
             m, v = self.bilinear()
             a, pe = emb.matrix(), emb.pe[0]                 # [d, 3c], [T, d]
             row = pe @ m + v[:, None]                        # [H, T, d]: π_i M + v
             k = a.t() @ m @ a                                # [H, 3c, 3c]
             u = a.t() @ m @ pe.t()                           # [H, 3c, T]
+            const = row @ pe.t()                             # [H, T, T]
             z = x[:, None]                                   # [B', 1, T, 3c]
-            return (z @ k + row @ a) @ z.transpose(-1, -2) + z @ u + row @ pe.t()
-        n, t, d = x.shape
+            h = self.n_heads
+            left = torch.cat([z @ k + row @ a, z.expand(-1, h, -1, -1)], dim=-1)                # [B', H, T, 6c]
+            right = torch.cat([z.transpose(-1, -2).expand(-1, h, -1, -1), u.expand(n, -1, -1, -1)], dim=-2)
+            if h == 1:
+                return torch.baddbmm(const, left[:, 0], right[:, 0]).unsqueeze(1)
+            return left @ right + const
+        d = x.shape[-1]
         if self.n_heads == 1:   # one d×d product instead of two
             m, v = self.bilinear()
             g = torch.addmm(v, x.reshape(-1, d), m[0]).view(n, t, d)
             return torch.bmm(g, x.transpose(1, 2)).unsqueeze(1)
-        q = self.query(x).view(n, t, self.n_heads, -1).transpose(1, 2)
+        q = self.query(x).view(n, t, self.n_heads, -1).transpose(1, 2) * self.scale
         k = self.key(x).view(n, t, self.n_heads, -1).transpose(1, 2)
         return q @ k.transpose(-1, -2)
 
     def attention(self, view) -> torch.Tensor:
         """softmax over keys with attention dropout: [B', H, T, T]."""
-        return self.dropout(torch.softmax(self.scores(view) * self.scale, dim=-1))
+        return self.dropout(torch.softmax(self.logits(view), dim=-1))
 
     def maps(self, patch, inpatch, n_batch: int):
         s, p = self.attention(patch), self.attention(inpatch)

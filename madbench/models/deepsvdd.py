@@ -11,6 +11,14 @@ representation ``z`` (what the Deep SVDD objectives pull to their centre) is its
 step, exactly DeepOD's last-step pick, and the per-step ``rep_t`` is the ``embedding``
 MADCluster attaches to (d = rep = 64, matching MADCluster's appendix T2 parameter delta).
 
+Only the last step reaches the objectives, so when nothing reads the per-step embedding
+(the Detector sets ``needs_embedding`` false when no head attaches, madbench/models/base.py)
+the encoder's last layer computes its attention and feed-forward for the last step alone
+(its keys and values still cover the window), and the output layer maps that step alone:
+the same ``rep`` (equal within float rounding in eval mode; in training, dropout draws
+masks for fewer values), at about a third of the transformer's multiply-accumulates for
+one layer, and ``embedding`` is None.
+
 Bias terms let a Deep SVDD network map every input onto the centre (Ruff et al. 2018,
 §3.3). DeepOD removes only the input and output biases and keeps the attention, feed-
 forward and LayerNorm ones; by default every bias is removed here (``bias=false``), and
@@ -67,11 +75,28 @@ class DeepSVDDEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(width, rep, bias=bias)
 
+    #: set by the Detector: whether anything reads the per-step embedding (madbench/models/base.py)
+    needs_embedding = True
+
     def forward(self, x: torch.Tensor) -> BackboneOutput:
+        per_step = self.needs_embedding
         if self.network == "transformer":
             h = self.token(x.transpose(1, 2)).transpose(1, 2) + self.pe[:, : x.shape[1]]
-            h = self.encoder(h)
+            h = self.encoder(h) if per_step else self.encode_last_step(h)
         else:
             h, _ = self.gru(x)
-        rep_t = self.output(self.dropout(self.act(h)))          # [B, L, rep]
-        return BackboneOutput(embedding=rep_t, extras={"rep": rep_t[:, -1]})
+            h = h if per_step else h[:, -1:]
+        rep_t = self.output(self.dropout(self.act(h)))          # [B, L, rep], or [B, 1, rep]
+        return BackboneOutput(embedding=rep_t if per_step else None, extras={"rep": rep_t[:, -1]})
+
+    def encode_last_step(self, h: torch.Tensor) -> torch.Tensor:
+        """The encoder's output at the last step only, [B, 1, d]: every layer but the last
+        runs over the window; the last one (post-norm, as built) attends from the last step
+        to every step and applies its feed-forward to that step alone."""
+        *first, last = self.encoder.layers
+        for layer in first:
+            h = layer(h)
+        y = h[:, -1:]
+        y = last.norm1(y + last.dropout1(last.self_attn(y, h, h, need_weights=False)[0]))
+        y = last.norm2(y + last.dropout2(last.linear2(last.dropout(last.activation(last.linear1(y))))))
+        return y if self.encoder.norm is None else self.encoder.norm(y)

@@ -21,10 +21,10 @@ exp/exp_anomaly_detection.py, read for this).
 **Periods per window (default) or per batch (``reference_quirks=true``).** TSLib's
 ``FFT_for_Period`` averages the amplitudes over the *batch* before choosing the periods,
 so a window's reconstruction — and its score — depends on which windows share its batch
-(and on ``trainer.eval_batch_size``). By default each window chooses its own periods;
-windows that chose the same period are folded and convolved together, so the cost stays
-one 2-D convolution per distinct period in the batch. The amplitude weights are per
-window in both (as TSLib's).
+(and on the evaluation batch size: ``trainer.eval_batch_bytes`` or ``trainer.eval_batch_size``).
+By default each window chooses its own periods; windows that chose the same period are
+folded and convolved together, so the cost stays one 2-D convolution per distinct period in
+the batch. The amplitude weights are per window in both (as TSLib's).
 
 An Inception block is the mean of ``num_kernels`` 'same' convolutions of sizes 1, 3, ...,
 2·num_kernels − 1; that equals one convolution with their kernels zero-padded to the

@@ -3,7 +3,9 @@ plus the minimax association discrepancy (thuml/Anomaly-Transformer ``solver.py`
 
 With S the series and P̂ the row-normalised prior association of each layer ([B, H, L, L]),
 KL(p‖q) per step = Σ_j p·(log(p + 1e-4) − log(q + 1e-4)), averaged over heads
-(the reference's ``my_kl_loss``):
+(the reference's ``my_kl_loss``; every use here is the symmetric sum KL(S‖P̂) + KL(P̂‖S),
+computed as Σ_j (S − P̂)(log(S + 1e-4) − log(P̂ + 1e-4)): same value and gradients, two logs
+instead of four):
 
 - ``series_loss`` = mean over layers of mean(KL(S‖P̂.detach)) + mean(KL(P̂.detach‖S));
 - ``prior_loss``  = mean over layers of mean(KL(P̂‖S.detach)) + mean(KL(S.detach‖P̂));
@@ -46,25 +48,31 @@ KL_EPS = 1e-4    # the reference's my_kl_loss adds 1e-4 inside both logs
 MONITORS = ("loss1", "loss2", "rec")
 
 
-def kl_rows(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """[B, H, L, L] × [B, H, L, L] → [B, L]: Σ_j p (log(p + 1e-4) − log(q + 1e-4)), mean
-    over the heads (``my_kl_loss``)."""
-    return (p * (torch.log(p + KL_EPS) - torch.log(q + KL_EPS))).sum(-1).mean(1)
+def symmetric_kl_rows(s: torch.Tensor, p: torch.Tensor, log_s=None, log_p=None) -> torch.Tensor:
+    """[B, L]: KL(s‖p) + KL(p‖s) per row, mean over the heads, as Σ_j (s − p)(log(s + ε) −
+    log(p + ε)): the two ``my_kl_loss`` terms share their logs (ε inside every log, as in
+    the reference), so two logs instead of four, and one pass for the sum. The logs may be
+    given (computed once for both losses of a training step)."""
+    log_s = torch.log(s + KL_EPS) if log_s is None else log_s
+    log_p = torch.log(p + KL_EPS) if log_p is None else log_p
+    return ((s - p) * (log_s - log_p)).sum(-1).mean(1)
 
 
 def association_losses(series: list, prior: list) -> tuple[torch.Tensor, torch.Tensor]:
     """(series_loss, prior_loss), each the mean over layers of the symmetric KL, with the
-    prior (series_loss) or the series (prior_loss) detached."""
+    prior (series_loss) or the series (prior_loss) detached. Both have the same value; each
+    layer's two logs are computed once and detached where the reference detaches the map."""
     s_loss = p_loss = 0.0
     for s, p in zip(series, prior):
-        s_loss = s_loss + kl_rows(s, p.detach()).mean() + kl_rows(p.detach(), s).mean()
-        p_loss = p_loss + kl_rows(p, s.detach()).mean() + kl_rows(s.detach(), p).mean()
+        log_s, log_p = torch.log(s + KL_EPS), torch.log(p + KL_EPS)
+        s_loss = s_loss + symmetric_kl_rows(s, p.detach(), log_s, log_p.detach()).mean()
+        p_loss = p_loss + symmetric_kl_rows(s.detach(), p, log_s.detach(), log_p).mean()
     return s_loss / len(series), p_loss / len(series)
 
 
 def association_discrepancy(series: list, prior: list) -> torch.Tensor:
     """[B, L]: Σ over layers of KL(S‖P̂) + KL(P̂‖S) per step (the score's AssDis)."""
-    return sum(kl_rows(s, p) + kl_rows(p, s) for s, p in zip(series, prior))
+    return sum(symmetric_kl_rows(s, p) for s, p in zip(series, prior))
 
 
 class AssociationObjective(Objective):

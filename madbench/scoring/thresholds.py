@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 from madbench.errors import ConfigError, DataError
 
@@ -95,7 +94,9 @@ class PeaksOverThreshold:
                 f"{self.what}: {len(ref)} finite validation scores, {len(excess)} distinct ones above the tail's "
                 f"start; a fitted tail needs at least {MIN_EXCESSES} (and {2 * MIN_EXCESSES} scores): use more "
                 "validation data (trainer.val_ratio)")
-        shape, _, scale = stats.genpareto.fit(excess, floc=0.0)
+        from scipy.stats import genpareto  # here: scipy.stats costs every CLI about 1 s to import
+
+        shape, _, scale = genpareto.fit(excess, floc=0.0)
         self.reference_, self.u_, self.n_, self.n_u_ = ref, u, len(ref), len(excess)
         self.shape_, self.scale_ = float(shape), float(scale)
         return self
@@ -106,7 +107,9 @@ class PeaksOverThreshold:
         s = np.asarray(scores, dtype=np.float64)
         out = empirical_pvalues(self.reference_, s)
         tail = np.isfinite(s) & (s > self.u_)
-        out[tail] = self.n_u_ / self.n_ * stats.genpareto.sf(s[tail] - self.u_, self.shape_, scale=self.scale_)
+        from scipy.stats import genpareto
+
+        out[tail] = self.n_u_ / self.n_ * genpareto.sf(s[tail] - self.u_, self.shape_, scale=self.scale_)
         return out
 
     def threshold(self, risk: float) -> float:

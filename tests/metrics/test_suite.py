@@ -80,10 +80,23 @@ def test_against_vus_get_metrics_all(case):
         assert same(out[ours], float(ref[theirs])), (ours, out[ours], ref[theirs])
 
 
+@pytest.mark.slow
 def test_vus_is_never_imported_at_run_time():
     code = ("import sys, numpy as np, madbench.metrics as M; y = np.zeros(500, int); y[100:150] = 1; "
             "M.all_metrics(y, np.random.default_rng(0).random(500) + y, y, 20); "
             "assert not any(m == 'vus' or m.startswith('vus.') for m in sys.modules), 'vus imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.slow
+def test_the_collect_and_eval_command_paths_import_no_sklearn_scipy_stats_or_torch_until_used():
+    """madbench-collect and madbench-eval answer --help and refuse bad input before they
+    compute a metric: importing sklearn (via the AUCs) or scipy.stats (via the POT
+    threshold) up front cost each of those calls about a second."""
+    code = ("import sys, madbench.tracking.collect, madbench.rescoring, madbench.metrics; "
+            "heavy = sorted({m.split('.')[0] + ('.stats' if m.startswith('scipy.stats') else '') for m in sys.modules "
+            "if m.split('.')[0] in ('sklearn', 'torch') or m.startswith('scipy.stats')}); "
+            "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -84,6 +84,56 @@ def test_series_and_prior_maps_follow_the_reference():
     assert out.extras["series"][0].shape == (6, 2, L, L)
 
 
+def test_prior_softmax_equals_the_reference_gaussian_from_tiny_to_wide_sigma():
+    """P̂ = softmax_j(−|i − j|²/2σ²) against the reference's normalised Gaussian
+    (1/√(2π)σ · exp(−|i − j|²/2σ²), divided by its row sum; ``reference_maps`` above), with σ
+    pushed to its floor (≈1e-5: the exp underflows to a one-hot row) and to its ceiling (2):
+    within 1e-6 absolute, 1e-5 relative."""
+    for bias in (-20.0, 0.0, 20.0):
+        model = small()
+        with torch.no_grad():
+            for layer in model.layers:
+                layer.attention.sigma.bias.fill_(bias)
+        x = batch()["x"]
+        with torch.no_grad():
+            out = model(x)
+            h = model.token(x.transpose(1, 2)).transpose(1, 2) + model.pe[:, :L]
+            _, ref = reference_maps(model.layers[0], h)
+        torch.testing.assert_close(out.extras["prior"][0], ref, rtol=1e-5, atol=1e-6)
+        if bias < 0:
+            torch.testing.assert_close(out.extras["prior"][0], torch.eye(L).expand_as(ref))
+
+
+def test_fused_symmetric_kl_equals_the_reference_kl_pair_values_and_gradients():
+    """Σ(s − p)(log(s + ε) − log(p + ε)) against my_kl_loss(s, p) + my_kl_loss(p, s), with
+    the detaches of series_loss and prior_loss: values within 1e-6 relative in float32 and
+    1e-12 in float64, gradients within 1e-5 relative (float32)."""
+    from madbench.objectives.association import association_losses, symmetric_kl_rows
+
+    gen = torch.Generator().manual_seed(3)
+    for dtype, tol in ((torch.float32, 1e-6), (torch.float64, 1e-12)):
+        s = torch.softmax(3 * torch.randn(4, 2, L, L, generator=gen, dtype=dtype), -1).requires_grad_()
+        p = torch.softmax(3 * torch.randn(4, 2, L, L, generator=gen, dtype=dtype), -1).requires_grad_()
+        torch.testing.assert_close(symmetric_kl_rows(s, p), my_kl_loss(s, p) + my_kl_loss(p, s), rtol=tol, atol=tol)
+        s_loss, p_loss = association_losses([s, s * 0.5 + 0.5 / L], [p, p])
+        ref_s = ref_p = 0.0
+        for a, b in ((s, p), (s * 0.5 + 0.5 / L, p)):
+            ref_s = ref_s + my_kl_loss(a, b.detach()).mean() + my_kl_loss(b.detach(), a).mean()
+            ref_p = ref_p + my_kl_loss(b, a.detach()).mean() + my_kl_loss(a.detach(), b).mean()
+        torch.testing.assert_close(s_loss, ref_s / 2, rtol=tol, atol=tol)
+        torch.testing.assert_close(p_loss, ref_p / 2, rtol=tol, atol=tol)
+        g_tol = 1e-5 if dtype == torch.float32 else 1e-10
+        for loss, ref in ((s_loss, ref_s / 2), (p_loss, ref_p / 2)):
+            got = torch.autograd.grad(loss, (s, p), allow_unused=True, retain_graph=True)
+            want = torch.autograd.grad(ref, (s, p), allow_unused=True)
+            for a, b in zip(got, want):
+                assert (a is None) == (b is None)
+                if a is not None:
+                    torch.testing.assert_close(a, b, rtol=g_tol, atol=g_tol * b.abs().max().item())
+        assert torch.autograd.grad(s_loss, p, allow_unused=True) == (None,)   # the prior is detached
+        assert torch.autograd.grad(p_loss, s, allow_unused=True) == (None,)   # the series is detached
+
+
 def test_distance_table_is_a_buffer_and_the_model_runs_on_cpu():
     model = small().to("cpu")
     names = dict(model.named_buffers())

@@ -111,6 +111,52 @@ def test_small_channel_mean_maps_expand_to_the_reference_maps(quirks, n_heads, c
         torch.testing.assert_close(ep, rp, rtol=1e-6, atol=1e-6)
 
 
+def unfused_scaled_scores(layer, view):
+    """The scores as madbench computed them before the fused form (commit 1bc9233): three
+    batched products and two full-size adds on the narrow inputs, or the merged d×d product,
+    then × 1/√E on the full map."""
+    emb, x, composed = view
+    h, d = layer.n_heads, layer.query.in_features
+    wq, wk = layer.query.weight.view(h, -1, d), layer.key.weight.view(h, -1, d)
+    m, v = wq.transpose(1, 2) @ wk, (layer.query.bias.view(h, 1, -1) @ wk).squeeze(1)
+    if composed:
+        a, pe = emb.matrix(), emb.pe[0]
+        row = pe @ m + v[:, None]
+        k = a.t() @ m @ a
+        u = a.t() @ m @ pe.t()
+        z = x[:, None]
+        scores = (z @ k + row @ a) @ z.transpose(-1, -2) + z @ u + row @ pe.t()
+    elif h == 1:
+        g = torch.addmm(v, x.reshape(-1, d), m[0]).view(x.shape[0], x.shape[1], d)
+        scores = torch.bmm(g, x.transpose(1, 2)).unsqueeze(1)
+    else:
+        q = layer.query(x).view(x.shape[0], x.shape[1], h, -1).transpose(1, 2)
+        k = layer.key(x).view(x.shape[0], x.shape[1], h, -1).transpose(1, 2)
+        scores = q @ k.transpose(-1, -2)
+    return scores * layer.scale
+
+
+@pytest.mark.parametrize("n_heads", [1, 2])
+def test_fused_scores_equal_the_unfused_computation(n_heads):
+    """One baddbmm onto the batch-independent term, the scale folded into W_q, against the
+    unfused scores above, on both paths (narrow inputs and embeddings), one head and two:
+    within 1e-5 of the largest score."""
+    torch.manual_seed(5)
+    model = small(n_heads=n_heads, d_model=32).eval()
+    xc = torch.randn(6, 20)
+    for i, p in enumerate(model.patch_sizes):
+        for emb, tokens in ((model.patch_embed[i], xc.reshape(-1, 20 // p, p)),
+                            (model.inpatch_embed[i], model.inpatch_tokens(xc, p))):
+            for composed in (True, False):
+                if composed and not emb.composable():
+                    continue
+                view = (emb, emb.neighbours(tokens), True) if composed else (emb, emb(tokens), False)
+                for layer in model.layers:
+                    with torch.no_grad():
+                        got, want = layer.logits(view), unfused_scaled_scores(layer, view)
+                    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+
+
 def test_kl_on_small_maps_equals_kl_of_expanded_maps_values_and_gradients():
     """The factorised KLs against my_kl_loss on the [L×L] maps — per step, both directions,
     with rows that do not sum to 1 (what attention dropout leaves)."""

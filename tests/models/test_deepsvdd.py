@@ -56,6 +56,39 @@ def test_embedding_is_per_step_and_its_last_step_is_the_representation():
     torch.testing.assert_close(out.extras["rep"], out.embedding[:, -1])
 
 
+@pytest.mark.parametrize("network,layers,quirks", [("transformer", 1, False), ("transformer", 2, True),
+                                                   ("gru", 1, False)])
+def test_last_step_path_gives_the_full_sequences_last_step(network, layers, quirks):
+    """Without a reader of the embedding, the last layer runs for the last step only: the
+    representation equals the full path's last step (the old computation) within 1e-5
+    relative, eval mode (dropout off), with DeepOD's biases or without, one or two layers."""
+    torch.manual_seed(0)
+    model = small(network=network, layers=layers, reference_quirks=quirks, dropout=0.0).eval()
+    x = torch.randn(7, 10, 3)
+    with torch.no_grad():
+        full = model(x)
+        model.needs_embedding = False
+        last = model(x)
+    assert last.embedding is None and full.embedding.shape == (7, 10, 4)
+    torch.testing.assert_close(last.extras["rep"], full.embedding[:, -1], rtol=1e-5, atol=1e-6)
+    # gradients too (training mode; dropout 0, so the same function)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.needs_embedding = True
+    g_full = torch.autograd.grad(model(x).extras["rep"].square().sum(), params)
+    model.needs_embedding = False
+    g_last = torch.autograd.grad(model(x).extras["rep"].square().sum(), params)
+    for a, b in zip(g_last, g_full):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_the_detector_asks_for_the_embedding_only_when_a_head_reads_it():
+    from madbench.heads.madcluster import MADClusterHead
+
+    assert not Detector(small(), OneClassObjective()).backbone.needs_embedding
+    assert Detector(small(), OneClassObjective(), [MADClusterHead()]).backbone.needs_embedding
+
+
 def test_heads_not_dividing_d_model_is_a_config_error():
     with pytest.raises(ConfigError, match=r"^backbone.model.n_heads=3 does not divide backbone.model.d_model=8"):
         DeepSVDDEncoder(3, 3, 10, d_model=8, n_heads=3)

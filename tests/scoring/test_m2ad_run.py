@@ -186,6 +186,7 @@ EXPERIMENT_TINY = ["dataset.window=20", "trainer.epochs=1", "trainer.progress=fa
                    "logger.csv.plots=false"]
 
 
+@pytest.mark.slow
 def test_ablation_experiment_trains_once_and_rescores_every_arm(tmp_path):
     """experiment=m2ad_ablation end to end on the SMD fixture: one job, six arms in the table."""
     import subprocess
