@@ -93,17 +93,21 @@ def main() -> None:
 
 
 def collect(argv=None) -> None:
-    """madbench-collect OUTPUTS_DIR [--out FILE]"""
+    """madbench-collect OUTPUTS_DIR [--out FILE] [--force]"""
     from madbench.tracking.collect import collect as _collect
 
-    ap = argparse.ArgumentParser(prog="madbench-collect", description="Merge run dirs into one CSV (dedup by config_hash, entity, protocol; newest ok wins).")
+    ap = argparse.ArgumentParser(prog="madbench-collect", description="Merge run dirs into one CSV (dedup by "
+                                 "config_hash, entity, protocol; newest ok wins), with the config columns the tables "
+                                 "read.")
     ap.add_argument("root", type=Path, help="an outputs/ or sweep directory")
     ap.add_argument("--out", type=Path, default=None, help="output CSV (default ROOT/collected.csv)")
+    ap.add_argument("--force", action="store_true", help="replace an existing OUT even when it holds more rows")
     a = ap.parse_args(argv)
-    if not a.root.is_dir():
-        print(f"madbench-collect: error: {a.root} is not a directory", file=sys.stderr)
-        sys.exit(2)
-    df, out = _collect(a.root, a.out)
+    try:
+        df, out = _collect(a.root, a.out, force=a.force)
+    except MadbenchError as e:
+        print(f"madbench-collect: error: {e}", file=sys.stderr)
+        sys.exit(1)
     n_runs = df["run_id"].nunique() if len(df) else 0
     failed = int((df.groupby("run_id")["status"].first() != "ok").sum()) if len(df) else 0
     print(f"collected {len(df)} rows from {n_runs} runs ({failed} failed) -> {out}")

@@ -31,6 +31,13 @@ RUNTIME = ("paths", "logger", "hydra", "skip_done", "optimize_metric", "rescore"
            "trainer.progress", "trainer.eval_batch_size", "trainer.eval_batch_bytes", "trainer.allocator",
            "trainer.device", "trainer.num_threads")
 POST_SCORE = ("scoring", "protocol", "attribution", "dataset.anomaly_ratio", "head.score")
+#: keys every collected table carries as ``config.<key>`` columns whether or not they differ
+#: between its runs (madbench.tracking.collect): the ones the reports read by name, and the
+#: sizes a reader of a committed table wants to see beside it
+REPORTED = ("seed", "device_type", "dataset.window", "dataset.stride", "dataset.shard", "trainer.epochs",
+            "backbone.baseline", "head.k", "head.score", "head.mapping", "scoring.error", "scoring.distribution",
+            "scoring.calibration", "scoring.two_sided", "scoring.alpha", "protocol.m2ad.grouping",
+            "protocol.m2ad.padding", "protocol.m2ad.bridge", "protocol.m2ad.alpha")
 ROLES = {**{k: "label" for k in LABEL}, **{k: "runtime" for k in RUNTIME}, **{k: "post_score" for k in POST_SCORE}}
 #: the roles config_hash reads (the others never change a number)
 HASHED_ROLES = ("training", "post_score")

@@ -265,14 +265,14 @@ def test_gradient_needs_the_model_when_rescoring(smd_run):
 
 
 def test_attribution_table(smd_run, tmp_path):
-    from madbench import tables
+    from madbench import reports
 
     _, d, df = smd_run
-    t = tables.attribution_table(df)
+    t = reports.REPORTS["attribution"].compute(df, None)
     assert len(t) == 1
     r = t.iloc[0]
     assert (r.backbone, r.scoring, r.attribution, r.entities) == ("lstm", "m2ad", "pvalue", 2)
     per = df[(df.protocol == "strict") & (df.entity != "ALL")].dropna(subset=["hit_100"])
     assert r.hit_100 == pytest.approx(np.average(per.hit_100, weights=per.interp_steps))
-    tables.main(["attribution", str(d), "--out", str(tmp_path)])
+    reports.main(["attribution", str(d), "--out", str(tmp_path)])
     assert (tmp_path / "attribution.md").exists()

@@ -23,7 +23,11 @@ EXPECTED = {
     "anomaly_transformer": ("anomaly_transformer", "anomaly_transformer", "association", "percentile_threshold", 100),
     "usad": ("USAD", "usad", "usad", "dynamic_threshold", 12),
     "oa": ("OA", "omnianomaly", "omnianomaly", "raw", 100),
+    # the trivial floor: M2AD's scoring of training-free predictors' residuals (not paper rows)
+    "floor_persistence": ("floor_persistence", "persistence", "forecast", "m2ad", 100),
+    "floor_train_mean": ("floor_train_mean", "train_mean", "forecast", "m2ad", 100),
 }
+FLOORS = ("floor_persistence", "floor_train_mean")
 
 
 def test_every_table2_row_has_a_pipeline():
@@ -31,7 +35,14 @@ def test_every_table2_row_has_a_pipeline():
     import pandas as pd
 
     paper = set(pd.read_csv(CONFIGS.parent / "madbench" / "paper" / "m2ad_table2.csv").pipeline)
-    assert {v[0] for v in EXPECTED.values()} == paper
+    assert {v[0] for k, v in EXPECTED.items() if k not in FLOORS} == paper
+
+
+def test_the_table2_experiment_sweeps_every_row_and_the_floors():
+    sweep = OmegaConf.load(CONFIGS / "experiment" / "m2ad_table2.yaml").hydra.sweeper.params
+    assert sorted(str(sweep.pipeline).split(",")) == sorted(ROWS)
+    cfg = compose_cfg(["experiment=m2ad_table2"], tiny=False)
+    assert (cfg.pipeline_name, cfg.name) == ("M2AD", "m2ad_table2-msl-M2AD")
 
 
 @pytest.mark.parametrize("row", ROWS)

@@ -208,6 +208,7 @@ def test_a_refused_config_is_one_line_before_training_and_leaves_nothing_to_coll
     """A bad scoring value used to fail after training ("1 epochs in 0 s" in the log) and
     leave a failed results.csv that madbench-collect counted. Refused up front, it is not a
     failed job."""
+    from madbench.errors import DataError
     from madbench.tracking.collect import collect
 
     env = os.environ | {"WANDB_MODE": "offline"}
@@ -218,8 +219,8 @@ def test_a_refused_config_is_one_line_before_training_and_leaves_nothing_to_coll
                                                  "chi2, std4")
     assert "epochs in" not in p.stdout + p.stderr  # nothing was trained
     assert not (tmp_path / "run" / "results.csv").exists() and not (tmp_path / "run" / "config.yaml").exists()
-    df, _ = collect(tmp_path)
-    assert len(df) == 0
+    with pytest.raises(DataError, match="no run dir"):  # nothing to collect: said, not an empty table
+        collect(tmp_path)
 
 
 def test_a_series_shorter_than_the_window_is_one_line(tmp_path):

@@ -3,6 +3,7 @@
 Expected values are hand-computed below, the paper's same-entity figures included: they were
 worked out once by hand from the authors' per-signal file (madbench/paper/, identical to
 ../shared/paper_tables/m2ad_benchmark_per_signal.csv) and are written here as numbers."""
+import argparse
 import csv
 import json
 import statistics
@@ -14,11 +15,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from madbench import tables as T
+from madbench import reports
+from madbench.errors import MadbenchError
+from madbench.reports import m2ad as RM
+from madbench.reports import pairs as RP
+from madbench.reports.base import PAPER_DIR, load_results
 from madbench.rundir import results_frame
 
 BIN = Path(sys.executable).parent
-PER_SIGNAL = Path(T.__file__).parent / "paper" / "m2ad_benchmark_per_signal.csv"
+PER_SIGNAL = PAPER_DIR / "m2ad_benchmark_per_signal.csv"
+
+
+def table(name, df, **args):
+    """The report's table of numbers, as ``madbench-tables NAME`` computes it."""
+    return reports.REPORTS[name].compute(df, argparse.Namespace(**args))
+
+
+def render(name, t, **args):
+    return reports.REPORTS[name].render(t, argparse.Namespace(**args))
 
 
 def rows(dataset, name, counts):
@@ -44,7 +58,7 @@ F05 = [0.75, 1.25 * 1 / (1.25 * 1 + 0.25 * 2 + 3)]
 
 
 def test_per_seed_sums_entities_and_ignores_other_rows():
-    g = T.per_seed(results_frame(rows("msl", "m2ad_table2-msl", COUNTS)), ["dataset"])
+    g = RM.per_seed(results_frame(rows("msl", "m2ad_table2-msl", COUNTS)), ["dataset"])
     assert g.event_tp.tolist() == [3, 1] and g.event_fp.tolist() == [1, 3] and g.event_fn.tolist() == [1, 2]
     assert g.f1.tolist() == pytest.approx(F1) and g.f05.tolist() == pytest.approx(F05)
     assert g.precision.tolist() == pytest.approx([0.75, 0.25]) and g.recall.tolist() == pytest.approx([0.75, 1 / 3])
@@ -64,9 +78,10 @@ SMD_1_2 = (36 / 55, 7.5 ** 0.5 / 165)
 
 
 def test_table2_mean_std_over_seeds_and_paper_on_the_same_channels():
-    t = T.m2ad_table2(results_frame(rows("msl", "m2ad_table2-msl", COUNTS)))
+    t = table("m2ad_table2", results_frame(rows("msl", "m2ad_table2-msl", COUNTS)))
     r = t.iloc[0]
-    assert r.dataset == "MSL (2 entities)" and r.seeds == 2 and r.events == 4
+    assert (r.dataset, r.row, r.entities, r.paper_entities_match) == ("MSL", "M2AD", 2, False)
+    assert r.seeds == 2 and r.events == 4
     assert r.ours_f1 == pytest.approx(statistics.mean(F1)) and r.ours_f1_std == pytest.approx(statistics.stdev(F1))
     assert r.ours_f05 == pytest.approx(statistics.mean(F05))
     assert (r.paper_f1, r.paper_f1_std) == (0.749, 0.0317)  # the full-dataset figure, as published
@@ -80,10 +95,10 @@ def test_table2_mean_std_over_seeds_and_paper_on_the_same_channels():
 
 def test_table2_keeps_other_configs_in_the_same_directory_apart():
     both = rows("msl", "m2ad_table2-msl", COUNTS) + rows("msl", "m2ad_ablation-normal+chi2", {0: {"C-1": (0, 5, 2)}})
-    t = T.m2ad_table2(results_frame(both))
+    t = table("m2ad_table2", results_frame(both))
     assert len(t) == 2 and sorted(t.events) == [2, 4]
-    assert set(t.dataset) == {"MSL (2 entities) · m2ad_table2-msl", "MSL (1 entities) · m2ad_ablation-normal+chi2"}
-    ablation = T.m2ad_ablation(results_frame(both))  # only the arms; the other run is left out
+    assert set(t.row) == {"M2AD", "m2ad_ablation-normal+chi2"} and set(t.dataset) == {"MSL"}
+    ablation = table("m2ad_ablation", results_frame(both))  # only the arms; the other run is left out
     assert ablation.variant.tolist() == ["Normal + chi2"]
 
 
@@ -91,18 +106,18 @@ def test_table2_on_every_paper_channel_is_labelled_as_the_dataset():
     with open(PER_SIGNAL) as f:
         msl = sorted({r["signal"] for r in csv.DictReader(f) if r["pipeline"] == "M2AD" and r["dataset"] == "MSL"})
     assert len(msl) == 27
-    t = T.m2ad_table2(results_frame(rows("msl", "x", {0: {s: (1, 0, 0) for s in msl}})))
-    assert t.iloc[0].dataset == "MSL" and t.iloc[0].ours_f1 == 1.0
+    t = table("m2ad_table2", results_frame(rows("msl", "m2ad_table2-msl", {0: {s: (1, 0, 0) for s in msl}})))
+    assert t.iloc[0].dataset == "MSL" and t.iloc[0].paper_entities_match and t.iloc[0].ours_f1 == 1.0
 
 
 def test_ablation_variants_map_to_the_paper_arms():
     allv = []
     for i, v in enumerate(["normal+std4", "gmm+gamma", "gmm+chi2", "normal+chi2", "normal+gamma", "gmm+std4"]):
         allv += rows("smd", f"m2ad_ablation-{v}", {0: {"machine-1-2": (1 + i, 1, 0)}})
-    t = T.m2ad_ablation(results_frame(allv))
+    t = table("m2ad_ablation", results_frame(allv))
     assert t.variant.tolist() == ["GMM + gamma", "Normal + gamma", "GMM + chi2", "Normal + chi2", "4 std (GMM)",
                                   "4 std (Normal)"]
-    paper = {r["pipeline"]: float(r["f1_mean"]) for r in csv.DictReader(open(T.PAPER_DIR / "m2ad_ablation.csv"))}
+    paper = {r["pipeline"]: float(r["f1_mean"]) for r in csv.DictReader(open(PAPER_DIR / "m2ad_ablation.csv"))}
     assert t.paper_f1_mean.tolist() == [paper["GMM + gamma"], paper["Normal + gamma"], paper["GMM + chi2"],
                                         paper["Normal + chi"], paper["4 std"], paper["4 std"]]
     gmm_gamma = t[t.variant == "GMM + gamma"].iloc[0]  # tp 2, fp 1, fn 0
@@ -150,20 +165,19 @@ def mc_rows():
 
 
 def test_madcluster_t3_means_over_seeds_and_the_paper_beside():
-    t = T.madcluster_t3(mc_rows()).set_index("head")
-    assert list(t.index) == ["none", "distance_only", "clustering_only", "madcluster"]
-    assert t.loc["madcluster", "f1_mean"] == pytest.approx(0.55)
-    assert t.loc["madcluster", "f1_std"] == pytest.approx(statistics.stdev([0.6, 0.5]))
-    assert t.loc["madcluster", "aff_precision_mean"] == pytest.approx(0.275)
-    assert t.loc["madcluster", "strict_f1_mean"] == pytest.approx(0.055)
+    """Runs from before the arm group: each head is its own row, the paper's method by head."""
+    t = table("madcluster_t3", mc_rows()).set_index("arm")
+    assert list(t.index) == ["head=none", "head=distance_only", "head=clustering_only", "head=madcluster"]
+    m = t.loc["head=madcluster"]
+    assert m.f1_mean == pytest.approx(0.55) and m.f1_std == pytest.approx(statistics.stdev([0.6, 0.5]))
+    assert m.aff_precision_mean == pytest.approx(0.275) and m.strict_f1_mean == pytest.approx(0.055)
     assert (t.seeds == 2).all() and (t.entities == 27).all()
     # the paper's appendix T3 on MSL: DeepSVDD .37, Clustering .30, MADCluster .52
-    assert t.loc["distance_only", "paper_f1"] == 0.37 and t.loc["clustering_only", "paper_f1"] == 0.30
-    assert t.loc["madcluster", "paper_aff_recall"] == 0.99 and t.loc["none", "paper_f1"] != t.loc["none", "paper_f1"]
-    # each arm against distance mapping alone: ours 0.55 − 0.42, the paper's .52 − .37
-    assert t.loc["madcluster", "delta_f1_vs_distance_only"] == pytest.approx(0.13)
-    assert t.loc["madcluster", "paper_delta_f1_vs_distance_only"] == pytest.approx(0.15)
-    assert t.loc["clustering_only", "delta_f1_vs_distance_only"] == pytest.approx(-0.17)
+    assert t.loc["head=distance_only", "paper_f1"] == 0.37 and t.loc["head=clustering_only", "paper_f1"] == 0.30
+    assert m.paper_aff_recall == 0.99 and t.loc["head=none", "paper_f1"] != t.loc["head=none", "paper_f1"]
+    # each arm against the paper's DeepSVDD row (here distance mapping alone): ours 0.55 − 0.42, the paper's .52 − .37
+    assert m.delta_f1_vs_deepsvdd == pytest.approx(0.13) and m.paper_delta_f1_vs_deepsvdd == pytest.approx(0.15)
+    assert t.loc["head=clustering_only", "delta_f1_vs_deepsvdd"] == pytest.approx(-0.17)
 
 
 def test_madcluster_t3_joins_shard_runs_weighted_by_their_entities():
@@ -175,16 +189,16 @@ def test_madcluster_t3_joins_shard_runs_weighted_by_their_entities():
         rows.append(base | dict(protocol="madcluster", aggregate="mean", f1=f1, aff_precision=f1, aff_recall=f1,
                                 vus_roc=0.5, vus_pr=0.2, n_entities=n))
         rows.append(base | dict(protocol="strict", aggregate="macro", f1=f1 / 10, n_entities=n))
-    t = T.madcluster_t3(results_frame(rows)).set_index("head")
-    assert t.loc["madcluster", "entities"] == 27
-    assert t.loc["madcluster", "f1_mean"] == pytest.approx((9 * 0.3 + 18 * 0.6) / 27)
-    assert t.loc["madcluster", "strict_f1_mean"] == pytest.approx((9 * 0.03 + 18 * 0.06) / 27)
+    t = table("madcluster_t3", results_frame(rows)).set_index("arm")
+    assert t.loc["head=madcluster", "entities"] == 27
+    assert t.loc["head=madcluster", "f1_mean"] == pytest.approx((9 * 0.3 + 18 * 0.6) / 27)
+    assert t.loc["head=madcluster", "strict_f1_mean"] == pytest.approx((9 * 0.03 + 18 * 0.06) / 27)
 
 
 def test_madcluster_tables_need_madcluster_protocol_rows():
     df = mc_rows()
-    with pytest.raises(SystemExit, match="no protocol=madcluster results"):
-        T.madcluster_t3(df[df.protocol == "strict"])
+    with pytest.raises(MadbenchError, match="no protocol=madcluster results"):
+        table("madcluster_t3", df[df.protocol == "strict"])
 
 
 # -- appendix Table 2 and paired comparisons ------------------------------------------------------
@@ -195,7 +209,7 @@ def t2_results(tmp_path, differ=None):
 
     from tests.conftest import compose_cfg
 
-    base = {"C-1": 0.3, "D-14": 0.5, "M-6": 0.2}
+    base = {"C-1": 0.3, "D-14": 0.5, "M-6": 0.2, "T-8": 0.4, "P-15": 0.25, "S-2": 0.35}
     rows = []
     for backbone in ("deepsvdd", "lstm"):
         for head in ("none", "madcluster"):
@@ -220,27 +234,27 @@ def t2_results(tmp_path, differ=None):
 
 
 def test_madcluster_t2_pairs_entities_and_puts_the_paper_beside(tmp_path):
-    t = T.madcluster_t2(t2_results(tmp_path)).set_index("backbone")
+    t = table("madcluster_t2", t2_results(tmp_path), metric="f1").set_index("backbone")
     d = t.loc["deepsvdd"]
     assert d.f1_madcluster - d.f1_none == pytest.approx(0.1) and d.paired_gain == pytest.approx(0.1)
     assert d.ci_low == pytest.approx(0.1) and d.ci_high == pytest.approx(0.1) and d.verdict == "gain"
     # paper appendix T2: DeepSVDD .37 → .52, same direction
     assert (d.paper_f1_none, d.paper_f1_madcluster, d.direction_matches) == (0.37, 0.52, "yes")
     l = t.loc["lstm"]
-    assert l.paired_gain == 0.0 and l.wilcoxon_p == 1.0 and l.verdict == "CI covers 0"
+    assert l.paired_gain == 0.0 and l.wilcoxon_p == 1.0 and l.verdict == "no difference shown"
     assert l.paper_f1_none != l.paper_f1_none  # no paper row for lstm
 
 
 def test_paired_refuses_runs_whose_configs_differ_in_another_key(tmp_path):
     df = t2_results(tmp_path, differ="trainer.epochs=7")
-    with pytest.raises(SystemExit, match=r"no partner whose config differs only in head; the closest differs in "
+    with pytest.raises(MadbenchError, match=r"no partner whose config differs only in head; the closest differs in "
                                          r"'trainer.epochs'"):
-        T.paired_table(df, "head", "none", "madcluster")
+        RP.paired_table(df, "head", "none", "madcluster")
 
 
 def test_runs_that_differ_only_in_runtime_keys_pair(tmp_path):
     """`trainer.num_threads=1` and `auto` compute the same thing (madbench.keys: runtime): they pair."""
-    t = T.paired_table(t2_results(tmp_path, differ="trainer.num_threads=1"), "head", "none", "madcluster")
+    t = RP.paired_table(t2_results(tmp_path, differ="trainer.num_threads=1"), "head", "none", "madcluster")
     assert t.set_index("backbone").loc["deepsvdd", "mean_gain"] == pytest.approx(0.1)
 
 
@@ -252,7 +266,7 @@ def test_paired_cli_writes_the_table(tmp_path):
                         "--paired", "head=none,madcluster", "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     t = pd.read_csv(tmp_path / "out" / "paired.csv").set_index("backbone")
-    assert t.loc["deepsvdd", "mean_gain"] == pytest.approx(0.1) and t.loc["lstm", "verdict"] == "CI covers 0"
+    assert t.loc["deepsvdd", "mean_gain"] == pytest.approx(0.1) and t.loc["lstm", "verdict"] == "no difference shown"
     # mean ranks over the two backbones: madcluster wins deepsvdd, ties lstm → 1.25 vs 1.75
     assert "none 1.75, madcluster 1.25" in p.stdout and (tmp_path / "out" / "paired_cd.png").stat().st_size > 1000
 
@@ -260,10 +274,10 @@ def test_paired_cli_writes_the_table(tmp_path):
 def test_m2ad_tables_say_what_they_need():
     """A sweep without m2ad rows used to end in `AttributeError ... 'ours_f1'`."""
     df = results_frame(rows("msl", "m2ad_table2-msl", COUNTS))
-    for table in (T.m2ad_table2, T.m2ad_ablation):
-        with pytest.raises(SystemExit, match=r"no ok protocol=m2ad rows in RESULTS; the M2AD tables need runs with "
-                                             r"scoring=m2ad protocol=\[m2ad,\.\.\.\]"):
-            table(df[df.protocol != "m2ad"])
+    for name in ("m2ad_table2", "m2ad_ablation"):
+        with pytest.raises(MadbenchError, match=r"no ok protocol=m2ad rows in RESULTS; the M2AD tables need runs with "
+                                                r"protocol=\[m2ad,\.\.\.\]"):
+            table(name, df[df.protocol != "m2ad"])
 def search_run(tmp_path, name, m2ad, scoring, counts, finished):
     """A run dir with a config.yaml (protocol.m2ad and scoring as given) and m2ad rows;
     counts: {entity: (tp, fp, fn, detected_fraction, n_test)}."""
@@ -294,7 +308,7 @@ def test_search_one_row_per_construction_with_the_paper_beside(tmp_path):
                      {"C-1": (2, 0, 0, 0.9, 1000), "D-14": (2, 1, 0, 0.1, 3000)}, "2026-01-03")
     none = search_run(tmp_path, "none", {"grouping": "none", "padding": 50}, {},
                       {"C-1": (1, 7, 1, 0.01, 1000), "D-14": (0, 9, 2, 0.03, 3000)}, "2026-01-03")
-    t = T.m2ad_search(results_frame(parent + same + fwd + none))
+    t = table("m2ad_search", results_frame(parent + same + fwd + none))
     assert t.grouping.tolist() == ["padding", "forward", "none"]
     assert t.steps.tolist()[:2] == [50, 360] and t.steps.isna().tolist() == [False, False, True]
     assert t.sided.tolist() == ["one", "two", "one"]
@@ -309,7 +323,7 @@ def test_search_one_row_per_construction_with_the_paper_beside(tmp_path):
     assert pad.paper_same_entities_f1 == pytest.approx(m) and pad.delta_f1 == pytest.approx(pad.f1 - m)
     # per iteration (see MSL_C1_D14): tp 4, fn 0, fp 0 0 1 0 0 → means 4, 0.2, 0
     assert (pad.paper_tp, pad.paper_fp, pad.paper_fn) == pytest.approx((4, 0.2, 0))
-    shown = T.render("m2ad_search", t)
+    shown = render("m2ad_search", t)
     assert shown["padding / bridge"].tolist() == ["50", "360", "—"] and shown.flagged.tolist()[0] == "27.5%"
     assert "alpha" not in shown and "name" not in shown  # the same in every row: not shown
 
@@ -317,9 +331,9 @@ def test_search_one_row_per_construction_with_the_paper_beside(tmp_path):
 def test_search_needs_each_run_dirs_config(tmp_path):
     rows_ = search_run(tmp_path, "run", {"padding": 50}, {}, {"C-1": (1, 0, 0, 0.1, 100)}, "2026-01-01")
     (tmp_path / "run" / "config.yaml").unlink()
-    T.construction.cache_clear()
-    with pytest.raises(SystemExit, match="config.yaml is missing"):
-        T.m2ad_search(results_frame(rows_))
+    with pytest.raises(MadbenchError, match="m2ad_search needs the config key protocol.m2ad.grouping: RESULTS has no "
+                                            "config.protocol.m2ad.grouping column and its run dirs are not here"):
+        table("m2ad_search", results_frame(rows_))
 
 
 # -- appendix Table 1 (number of clusters) -------------------------------------------------------
@@ -348,7 +362,7 @@ def t1_results(tmp_path):
 
 
 def test_madcluster_t1_reads_k_from_each_run_and_puts_the_paper_beside(tmp_path):
-    t = T.madcluster_t1(t1_results(tmp_path)).set_index(["dataset", "k"])
+    t = table("madcluster_t1", t1_results(tmp_path)).set_index(["dataset", "k"])
     assert list(t.index) == [("msl", 1), ("msl", 2), ("msl", 3), ("psm", 1)]
     m3 = t.loc[("msl", 3)]
     assert m3.f1_mean == pytest.approx(0.41) and m3.f1_std == pytest.approx(statistics.stdev([0.40, 0.42]))
@@ -358,15 +372,16 @@ def test_madcluster_t1_reads_k_from_each_run_and_puts_the_paper_beside(tmp_path)
     assert (m3.paper_f1, m3.paper_aff_precision, m3.paper_aff_recall) == (0.48, 0.71, 0.98)
     assert m3.delta_f1_vs_k1 == pytest.approx(-0.10) and m3.paper_delta_f1_vs_k1 == pytest.approx(-0.04)
     assert t.loc[("psm", 1), "paper_f1"] == 0.67 and t.loc[("psm", 1), "delta_f1_vs_k1"] == 0
-    shown = T.render("madcluster_t1", t.reset_index())
+    shown = render("madcluster_t1", t.reset_index())
     assert shown["F1 ours"].tolist()[2] == f"0.410 ± {statistics.stdev([0.40, 0.42]):.3f}"
     assert shown["ΔF1 paper"].tolist()[2] == "-0.040" and "ΔF1 vs k=1 ours" in shown
 
 
 def test_madcluster_t1_needs_the_run_dirs(tmp_path):
     df = t1_results(tmp_path)
-    with pytest.raises(SystemExit, match="madcluster_t1 needs the run_dir column to read head.k"):
-        T.madcluster_t1(df.drop(columns="run_dir"))
+    with pytest.raises(MadbenchError, match="madcluster_t1 needs the config key head.k: RESULTS has no config.head.k "
+                                            "column and its run dirs are not here"):
+        table("madcluster_t1", df.drop(columns="run_dir"))
 
 
 # -- the backbone × head × scoring grid ----------------------------------------------------------
@@ -399,7 +414,7 @@ def grid_rows():
 
 
 def test_grid_one_row_per_backbone_head_scoring_with_each_protocols_f1():
-    t = T.grid(grid_rows())
+    t = table("grid", grid_rows(), metric=None)
     keys = list(zip(t.backbone, t["head"], t.scoring))
     assert keys == [("deepsvdd", "none", "raw"), ("deepsvdd", "madcluster", "raw"), ("lstm", "none", "raw"),
                     ("lstm", "none", "m2ad"), ("lstm", "madcluster", "raw"), ("lstm", "madcluster", "m2ad"),
@@ -412,14 +427,14 @@ def test_grid_one_row_per_backbone_head_scoring_with_each_protocols_f1():
     assert t.set_index(["backbone", "head", "scoring"]).loc[("lstm", "none", "raw"), "strict_f1"] == pytest.approx(0.41)
     u = t[t.backbone == "usad"].iloc[0]
     assert u.failed_runs == 1 and "wider" in u.error and u.seeds == 0 and u.strict_f1 != u.strict_f1
-    shown = T.render("grid", t)
+    shown = render("grid", t)
     assert list(shown.columns)[5:9] == ["strict F1 (macro)", "madcluster best F1 (mean)", "m2ad event F1",
                                         "tslib PA-F1 (mean)"]
     assert shown["failed"].tolist()[-1].startswith("1: backbone.model.hidden")
     # --metric: one column under every protocol (m2ad's aggregate row has none: empty)
-    v = T.grid(grid_rows(), "vus_roc").set_index(["backbone", "head", "scoring"]).loc[("lstm", "none", "raw")]
+    v = table("grid", grid_rows(), metric="vus_roc").set_index(["backbone", "head", "scoring"]).loc[("lstm", "none", "raw")]
     assert (v.strict_vus_roc, v.madcluster_vus_roc) == pytest.approx((0.7, 0.6)) and v.m2ad_vus_roc != v.m2ad_vus_roc
-    assert "vus_roc" in " ".join(T.render("grid", T.grid(grid_rows(), "vus_roc")).columns)
+    assert "vus_roc" in " ".join(render("grid", table("grid", grid_rows(), metric="vus_roc")).columns)
 
 
 @pytest.mark.slow
@@ -442,7 +457,7 @@ def paired_grid_results(tmp_path):
     from madbench import rundir
     from madbench.scoring.base import SeriesScores
 
-    base = {"C-1": 0.3, "D-14": 0.5, "M-6": 0.2}
+    base = {"C-1": 0.3, "D-14": 0.5, "M-6": 0.2, "T-8": 0.4, "P-15": 0.25, "S-2": 0.35}
     labels = np.zeros(50, dtype=np.int8)
     labels[20:25] = 1
     rows = []
@@ -473,13 +488,13 @@ def paired_grid_results(tmp_path):
 
 def test_paired_by_several_columns_keeps_the_grids_scorings_apart(tmp_path):
     df = paired_grid_results(tmp_path)
-    t = T.paired_table(df, "head", "none", "madcluster", "backbone,scoring").set_index(["backbone", "scoring"])
+    t = RP.paired_table(df, "head", "none", "madcluster", "backbone,scoring").set_index(["backbone", "scoring"])
     assert t.loc[("lstm", "raw"), "mean_gain"] == pytest.approx(0.1) and t.loc[("lstm", "raw"), "verdict"] == "gain"
     # identical arms: p = 1, a CI at 0
     m = t.loc[("lstm", "m2ad")]
-    assert m.mean_gain == 0 and m.wilcoxon_p == 1.0 and m.ci_low == 0 == m.ci_high and m.verdict == "CI covers 0"
-    with pytest.raises(SystemExit, match="--by machine: not a result column"):
-        T.paired_table(df, "head", "none", "madcluster", "backbone,machine")
+    assert m.mean_gain == 0 and m.wilcoxon_p == 1.0 and m.ci_low == 0 == m.ci_high and m.verdict == "no difference shown"
+    with pytest.raises(MadbenchError, match="--by machine: not a result column"):
+        RP.paired_table(df, "head", "none", "madcluster", "backbone,machine")
 
 
 @pytest.mark.slow
@@ -505,17 +520,17 @@ class _Images:
 def test_traces_plot_each_pair_with_its_thresholds_and_log_them(tmp_path):
     df = paired_grid_results(tmp_path)
     lg = _Images()
-    t = T.traces(df, "head", "none", "madcluster", tmp_path / "out", by="backbone,scoring", loggers=[lg])
+    t = RP.traces(df, "head", "none", "madcluster", tmp_path / "out", by="backbone,scoring", loggers=[lg])
     assert sorted(zip(t.scoring, t.seed, t.entity)) == [("m2ad", 0, "D-14"), ("raw", 0, "D-14")]  # C-1 has no event
     assert (t.threshold_none == 2.0).all() and (t.threshold_madcluster == 20.0).all()
     assert [n for n, _ in lg.logged] == [f"traces/{Path(p).stem}" for p in t.png]
     assert all(Path(p).stat().st_size > 5000 for p in t.png) and Path(t.png[0]).parent == tmp_path / "out" / "traces"
-    one = T.traces(df, "head", "none", "madcluster", tmp_path / "o2", by="backbone,scoring", entity="C-1", seed=1)
+    one = RP.traces(df, "head", "none", "madcluster", tmp_path / "o2", by="backbone,scoring", entity="C-1", seed=1)
     assert (one.seed == 1).all() and (one.entity == "C-1").all()
-    with pytest.raises(SystemExit, match="traces --entity X-9: not scored in both runs"):
-        T.traces(df, "head", "none", "madcluster", tmp_path / "o3", by="backbone,scoring", entity="X-9")
-    with pytest.raises(SystemExit, match="traces --protocol madcluster: its threshold is not on the step score"):
-        T.traces(df, "head", "none", "madcluster", tmp_path / "o4", protocol="madcluster")
+    with pytest.raises(MadbenchError, match="traces --entity X-9: not scored in both runs"):
+        RP.traces(df, "head", "none", "madcluster", tmp_path / "o3", by="backbone,scoring", entity="X-9")
+    with pytest.raises(MadbenchError, match="traces --protocol madcluster: its threshold is not on the step score"):
+        RP.traces(df, "head", "none", "madcluster", tmp_path / "o4", protocol="madcluster")
 
 
 def test_grid_job_end_to_end_scores_raw_and_rescores_m2ad_from_the_same_model(tmp_path):
@@ -531,9 +546,9 @@ def test_grid_job_end_to_end_scores_raw_and_rescores_m2ad_from_the_same_model(tm
                            "logger.csv.plots=false"])
         run.main(cfg, tmp_path / "sweep" / backbone)
     assert not (tmp_path / "sweep" / "deepsvdd" / "rescored").exists()
-    t = T.grid(T.load_results(tmp_path / "sweep"))
+    t = table("grid", load_results(tmp_path / "sweep"), metric=None)
     assert list(zip(t.backbone, t.scoring)) == [("deepsvdd", "raw"), ("lstm", "raw"), ("lstm", "m2ad")]
-    assert (t.failed_runs == 0).all() and t[[f"{p}_f1" for p in T.GRID_METRICS]].notna().all().all()
+    assert (t.failed_runs == 0).all() and t[[f"{p}_f1" for p in reports.grid.GRID_METRICS]].notna().all().all()
     lstm = t[t.backbone == "lstm"].set_index("scoring")
     assert lstm.loc["raw", "madcluster_f1"] == lstm.loc["m2ad", "madcluster_f1"]
     assert lstm.loc["raw", "strict_f1"] != lstm.loc["m2ad", "strict_f1"]

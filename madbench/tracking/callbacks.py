@@ -17,7 +17,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from madbench.errors import ConfigError
+from madbench.errors import ConfigError, MadbenchError
 
 log = logging.getLogger("madbench")
 
@@ -198,8 +198,12 @@ class SweepReport(Callback):
         if not sweep_dir.exists():
             return
         c = sweep_status(sweep_dir)
-        _, out = collect(sweep_dir)
-        msg = f"sweep finished: {_tally(c, 'without results')} · collected: {out}"
+        try:
+            _, out = collect(sweep_dir)
+            collected = f"collected: {out}"
+        except MadbenchError as e:  # no run wrote results, or a bigger collected.csv is there already
+            collected = f"not collected ({e})"
+        msg = f"sweep finished: {_tally(c, 'without results')} · {collected}"
         if (sweep_dir / "optimization_results.yaml").exists():
             msg += f" · optuna best: {sweep_dir / 'optimization_results.yaml'}"
         print(msg, flush=True)  # stdout, not the log: it is the sweep's last word
