@@ -18,6 +18,22 @@ from madbench.errors import ConfigError, MadbenchError
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
+def _if_residuals(objective_target: str, variants):
+    """``${mb.if_residuals:${objective._target_},[...]}``: ``variants`` when that objective
+    gives per-sensor residuals (its class's ``has_residuals``), else none. A config reads the
+    fact from the code instead of restating it per objective (experiment=grid's re-scoring)."""
+    from hydra.utils import get_class
+
+    try:
+        has = get_class(str(objective_target)).has_residuals
+    except Exception as e:
+        raise ConfigError(f"objective._target_={objective_target!r}: cannot import it ({e})") from None
+    return list(variants) if has else []
+
+
+OmegaConf.register_new_resolver("mb.if_residuals", _if_residuals, replace=True)
+
+
 def config_hash(cfg: DictConfig) -> str:
     """sha1 of the resolved config's ``training`` and ``post_score`` keys
     (``madbench.keys``): labels and runtime settings never change it; ``device_type``,

@@ -37,7 +37,7 @@ POST_SCORE = ("scoring", "protocol", "attribution", "dataset.anomaly_ratio", "he
 REPORTED = ("seed", "device_type", "dataset.window", "dataset.stride", "dataset.shard", "trainer.epochs",
             "backbone.baseline", "head.k", "head.score", "head.mapping", "scoring.error", "scoring.distribution",
             "scoring.calibration", "scoring.two_sided", "scoring.alpha", "protocol.m2ad.grouping",
-            "protocol.m2ad.padding", "protocol.m2ad.bridge", "protocol.m2ad.alpha")
+            "protocol.m2ad.padding", "protocol.m2ad.bridge", "scoring.pot_level")
 ROLES = {**{k: "label" for k in LABEL}, **{k: "runtime" for k in RUNTIME}, **{k: "post_score" for k in POST_SCORE}}
 #: the roles config_hash reads (the others never change a number)
 HASHED_ROLES = ("training", "post_score")

@@ -6,19 +6,20 @@
   test labels), range metrics on the binarised prediction; ``ALL`` = mean over entities.
   A window's label covers the steps its score describes (``window_labels``): a
   forecaster's target step(s), a reconstruction's whole window.
-- ``m2ad``: calibrated p < alpha, flagged steps grouped into intervals (``grouping``:
-  ±padding and merged, the default; forward by ``bridge``; or runs of flags), event
-  overlap counts summed over entities (``ALL``), F1 and F0.5.
-  With ``scoring=raw`` the p-value comes from the validation scores: a POT tail
-  (``calibration=pot``, default) or empirical (``calibration=empirical``).
+- ``m2ad``: the scoring stage's alarms (``flags``: M2AD's calibrated p < ``scoring.alpha``,
+  a raw score's POT or empirical p-value with ``scoring.calibration``, the threshold
+  scorers' intervals) grouped into intervals (``grouping``: ±padding and merged, the
+  default; forward by ``bridge``; or runs of flags), event overlap counts summed over
+  entities (``ALL``), F1 and F0.5.
 - ``tslib``: threshold = (100 − anomaly_ratio) percentile of train+test scores, then point
   adjustment (``pa_f1``); ``ALL`` = mean.
-Every row carries ``threshold_uses_test_labels``.
+Protocols threshold and aggregate; they never calibrate (that is the scoring stage's job,
+``madbench.scoring.scorers``). ``range_window`` is the sliding window of the range metrics
+(R-AUC, VUS), not the model's window. Every row carries ``threshold_uses_test_labels``.
 """
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,14 +29,11 @@ from madbench.data.entity import label_events
 from madbench.config import check_keys
 from madbench.errors import ConfigError, DataError
 from madbench.scoring.intervals import GROUPINGS, group_flags
-from madbench.scoring.thresholds import (PeaksOverThreshold, TailFitError, check_threshold, empirical_pvalues,
-                                         percentile_threshold, validation_threshold)
+from madbench.scoring.thresholds import check_threshold, percentile_threshold, validation_threshold
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("strict", "madcluster", "m2ad", "tslib")
-#: M2AD's alpha, used for empirical p-values when the scorer has no rule of its own
-DEFAULT_ALPHA = 0.001
 
 
 @dataclass
@@ -101,8 +99,8 @@ class Protocol:
     name = ""
     uses_test_labels = False
 
-    def __init__(self, window: int = 100):
-        self.window = _int(f"protocol.{self.name}.window", window, 1)
+    def __init__(self, range_window: int = 100):
+        self.window = _int(f"protocol.{self.name}.range_window", range_window, 1)
 
     def evaluate(self, entities: list[EntityScores], anomaly_ratio: float | None = None) -> list[dict]:
         raise NotImplementedError
@@ -127,8 +125,8 @@ class Protocol:
 class StrictProtocol(Protocol):
     name = "strict"
 
-    def __init__(self, window: int = 100, threshold: dict | None = None):
-        super().__init__(window)
+    def __init__(self, range_window: int = 100, threshold: dict | None = None):
+        super().__init__(range_window)
         self.threshold = check_threshold(dict(threshold or {}), f"protocol.{self.name}.threshold")
 
     def evaluate(self, entities, anomaly_ratio=None):
@@ -199,76 +197,34 @@ class MADClusterProtocol(Protocol):
 
 
 class M2ADProtocol(Protocol):
-    """M2AD: calibrated p < alpha → intervals → event overlap counts.
+    """M2AD: the scoring stage's alarms → intervals → event overlap counts.
 
-    ``alpha=None`` (default) uses the scorer's own rule (``scoring.alpha``, or the 4σ rule
-    of ``scoring.calibration=std4``); a number applies p < alpha to the calibrated p.
-    With ``scoring=raw`` the scorer gives no p-value; it comes from the validation scores
-    (the null), as ``calibration`` says: ``pot`` (default) fits a generalized Pareto tail
-    above their ``level`` quantile (``madbench.scoring.thresholds.PeaksOverThreshold``);
-    ``empirical`` is ``(1 + #>=) / (1 + n_val)``, which is never below ``1 / (1 + n_val)``
-    and is refused when that floor is not below alpha (it could never flag).
-    ``grouping`` turns flags into intervals (``madbench.scoring.intervals``): ``padding``
-    (±``padding`` steps, merged; the public code's, default), ``forward`` (first flag to
-    last flag + ``bridge``) or ``none`` (runs of flags). The unused one of ``padding`` /
-    ``bridge`` is ignored. After ``evaluate``, ``detected`` maps each entity to its
-    [(start, end, score)].
+    The alarms are the scorer's (``EntityScores.flags``: M2AD's p < ``scoring.alpha`` or its
+    4σ rule, a raw score calibrated by ``scoring.calibration``, the threshold scorers'
+    intervals); a config whose scorer raises none is refused when it is composed
+    (``madbench.checks``). ``grouping`` turns flags into intervals
+    (``madbench.scoring.intervals``): ``padding`` (±``padding`` steps, merged; the public
+    code's, default), ``forward`` (first flag to last flag + ``bridge``) or ``none`` (runs
+    of flags). The unused one of ``padding`` / ``bridge`` is ignored. After ``evaluate``,
+    ``detected`` maps each entity to its [(start, end, score)].
     """
 
     name = "m2ad"
-    CALIBRATIONS = ("pot", "empirical")
 
-    def __init__(self, window: int = 100, alpha: float | None = None, padding: int = 50,
-                 grouping: str = "padding", bridge: int = 360, calibration: str = "pot", level: float = 0.98):
-        super().__init__(window)
-        if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))
-                                  or not 0.0 < alpha < 1.0):
-            raise ConfigError(f"protocol.m2ad.alpha={alpha!r}; expected a ratio in (0, 1) or null")
-        if calibration not in self.CALIBRATIONS:
-            raise ConfigError(f"protocol.m2ad.calibration={calibration!r}; expected one of "
-                              f"{', '.join(self.CALIBRATIONS)}")
-        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
-            raise ConfigError(f"protocol.m2ad.level={level!r}; expected a ratio in (0, 1)")
+    def __init__(self, range_window: int = 100, padding: int = 50, grouping: str = "padding", bridge: int = 360):
+        super().__init__(range_window)
         if grouping not in GROUPINGS:
             raise ConfigError(f"protocol.m2ad.grouping={grouping!r}; expected one of {', '.join(GROUPINGS)}")
-        self.alpha, self.padding = alpha, _int("protocol.m2ad.padding", padding, 0)
+        self.padding = _int("protocol.m2ad.padding", padding, 0)
         self.grouping, self.bridge = grouping, _int("protocol.m2ad.bridge", bridge, 0)
-        self.calibration, self.level = calibration, float(level)
         self.detected: dict[str, list] = {}
 
-    def _raw_pvalues(self, e: EntityScores) -> np.ndarray:
-        """p-values of a raw score from the entity's validation scores."""
-        val = e.train_score[e.val_mask]
-        alpha = self.alpha or DEFAULT_ALPHA
-        if self.calibration == "pot":
-            return PeaksOverThreshold(self.level, what=f"entity {e.name}: protocol.m2ad.calibration=pot").fit(
-                val).pvalues(e.score)
-        n = int(np.isfinite(val).sum())
-        if 1.0 / (1.0 + n) >= alpha:
-            raise DataError(
-                f"entity {e.name}: protocol.m2ad.calibration=empirical cannot flag anything: with {n} validation "
-                f"scores the smallest p-value is 1/{n + 1} = {1.0 / (1 + n):.2g}, not below alpha={alpha:g}; "
-                f"use protocol.m2ad.calibration=pot, alpha > {1.0 / (1 + n):.2g}, or at least {math.ceil(1 / alpha)} "
-                "validation steps")
-        return empirical_pvalues(val, e.score)
-
     def _flags(self, e: EntityScores) -> tuple[np.ndarray, str]:
-        if e.p is None and e.flags is not None:
-            # a scorer whose own rule gives flags and no p-value (scoring=dynamic_threshold)
-            return e.flags.astype(bool), e.status
-        if e.p is None:
-            try:
-                p = self._raw_pvalues(e)
-            except TailFitError as err:
-                # validation scores with too few distinct values in their tail (a constant or
-                # a count score) calibrate nothing, as M2AD's zero variance (METHODS.md, M2AD
-                # step 6): this entity flags nothing and its row says why; the others go on
-                log.warning("entity %s: %s; nothing flagged", e.name, err)
-                return np.zeros(len(e.score), dtype=bool), "uncalibrated"
-            return np.nan_to_num(p, nan=1.0) < (self.alpha or DEFAULT_ALPHA), self.calibration
-        if self.alpha is None and e.flags is not None:
-            return e.flags.astype(bool), e.status
-        return np.nan_to_num(e.p, nan=1.0) < (self.alpha or DEFAULT_ALPHA), e.status
+        if e.flags is None:
+            raise DataError(f"entity {e.name}: protocol=m2ad counts the scoring stage's alarms, and these scores have "
+                            "none (scoring=raw without scoring.calibration); re-score with scoring.calibration=pot "
+                            "or scoring=m2ad")
+        return e.flags.astype(bool), e.status
 
     def evaluate(self, entities, anomaly_ratio=None):
         rows, tp, fp, fn, flagged, steps = [], 0, 0, 0, 0, 0
@@ -287,7 +243,7 @@ class M2ADProtocol(Protocol):
             m.update(M.event_scores(etp, efp, efn))
             # event overlap rewards wide intervals (one interval over the whole test split has
             # fp = 0 and fn = 0), so every row says how much of the split was flagged
-            rows.append(self._row(e, m, self.alpha if self.alpha is not None else np.nan,
+            rows.append(self._row(e, m, np.nan,
                              n_scored=int(ok.sum()), n_missing=int((~ok).sum()), n_detected=len(detected),
                              detected_fraction=float(pred.mean()) if pred.size else np.nan,
                              calibration=calibration))
@@ -358,9 +314,27 @@ REGISTRY = {c.name: c for c in (StrictProtocol, MADClusterProtocol, M2ADProtocol
 
 
 def build(name: str, params: dict) -> Protocol:
-    """The protocol ``name`` with ``params``; an unknown protocol, an unknown key (a typo
-    would otherwise be ignored) or a bad value is a one-line ConfigError naming it."""
-    if name not in REGISTRY:
+    """The protocol ``name`` from its config node: its ``_target_`` class (configs/protocol/,
+    like every other group), or the class registered under ``name`` for a node without one
+    (run dirs written before); an unknown protocol, an unknown key (a typo would otherwise
+    be ignored) or a bad value is a one-line ConfigError naming it."""
+    params = dict(params or {})
+    target = params.pop("_target_", None)
+    if target is not None:
+        from hydra.utils import get_object
+
+        try:
+            cls = get_object(str(target))
+        except Exception as e:
+            raise ConfigError(f"protocol.{name}._target_={target!r}: cannot import it ({e})") from None
+        if not (isinstance(cls, type) and issubclass(cls, Protocol)):
+            raise ConfigError(f"protocol.{name}._target_={target!r}: not a madbench protocol class")
+    elif name in REGISTRY:
+        cls = REGISTRY[name]
+    else:
         raise ConfigError(f"protocol={name!r}; expected one of {list(REGISTRY)}")
-    check_keys(REGISTRY[name], params, f"protocol.{name}")
-    return REGISTRY[name](**params)
+    if cls.name != name:
+        raise ConfigError(f"protocol.{name}._target_={target!r} is the {cls.name} protocol; its config node must be "
+                          f"protocol.{cls.name}")
+    check_keys(cls, params, f"protocol.{name}")
+    return cls(**params)

@@ -1,6 +1,6 @@
 """Re-run the last stages of finished runs from their ``scores.npz``, without training.
 
-    madbench-eval RUN_DIR protocol=[tslib,m2ad] protocol.m2ad.alpha=0.01
+    madbench-eval RUN_DIR protocol=[tslib,m2ad] protocol.m2ad.padding=0
         re-evaluates the protocols in place: their rows in RUN_DIR/results.csv are
         replaced (other rows are kept), config.yaml records the protocols now evaluated
         (anomalies.csv too, for m2ad), and every row carries the config_hash of that

@@ -136,7 +136,7 @@ class RunResults:
         tr, te = final_part(cfg, tr), final_part(cfg, te)
         scorer = build_scorer(cfg)
         try:
-            scorer.fit(tr, sensors=sensors, groups=groups)
+            scorer.fit(tr, sensors=sensors, groups=groups, val_mask=val_mask)
             s_tr, s_te = scorer.transform(tr), scorer.transform(te)
         except ValueError as err:
             raise DataError(f"entity {name}: scoring={cfg.scoring.name}: {err}") from None
@@ -171,7 +171,8 @@ class RunResults:
         status = {es.name: es.status for es in self.entity_scores}
         for r in rows:
             if status.get(r["entity"], "ok") != "ok":
-                r["warning"] = f"{status[r['entity']]}: train score has zero variance; nothing flagged"
+                r["warning"] = (f"{status[r['entity']]}: the scoring stage could not calibrate this entity's scores (no "
+                                f"variance or no tail in its train/validation scores); nothing flagged")
         for r in rows:
             r.update(self.sizes.get(r["entity"], {}))
             if r["entity"] == "ALL":

@@ -171,6 +171,22 @@ def migrate_config(cfg: DictConfig) -> DictConfig:
             # interval grouping became a key; before it, flags were always padded and merged
             m2ad.grouping = "padding"
             m2ad.bridge = 360
+        for node in (cfg.get("protocol") or {}).values():
+            if node is not None and "window" in node:
+                # the range metrics' sliding window was called `window`, like the model's
+                node.range_window = node.pop("window")
+        if m2ad is not None and any(k in m2ad for k in ("alpha", "calibration", "level")):
+            # calibration moved from the m2ad protocol into the scoring stage: a raw score was
+            # calibrated there (pot by default) at p < alpha (0.001 when null); an alpha given
+            # to the protocol overrode the scorer's
+            alpha, calibration, level = m2ad.pop("alpha", None), m2ad.pop("calibration", "pot"), m2ad.pop("level", 0.98)
+            scoring = cfg.scoring
+            if scoring.get("name") == "raw":
+                scoring.calibration = calibration
+                scoring.alpha = 0.001 if alpha is None else alpha
+                scoring.pot_level = level
+            elif alpha is not None and "alpha" in scoring:
+                scoring.alpha = alpha
     return cfg
 
 

@@ -138,17 +138,20 @@ def test_fit_one_epoch(backbone, objective, head, monkeypatch):
     np.testing.assert_array_equal(again.step, scores.step)
 
 
+#: the column count of each on-disk dataset's files (the loaders check them: madbench/data/)
+COLUMNS = {"msl": 55, "smap": 25, "smd": 38, "psm": 25, "msl_merged": 55, "smap_merged": 25, "smd_merged": 38}
+
+
 def dataset_shape(cfg) -> tuple[int, int] | None:
-    """(input columns, sensors) of a shipped dataset, read from its config alone: synthetic
-    from its generator's sizes, NASA by ``dataset.sensors`` (first: one sensor, the rest
-    covariates), every other layout with every column a sensor. None where the data decides
-    (multisystem)."""
+    """(input columns, sensors) of a shipped dataset: synthetic from its generator's sizes,
+    NASA by ``dataset.sensors`` (first: one sensor, the rest covariates), every other layout
+    with every column a sensor. None where the data decides (multisystem)."""
     d = cfg.dataset
     if d.name == "synthetic":
         return d.n_sensors + d.n_covariates, d.n_sensors
-    if d.get("dims") is None:
+    if d.name not in COLUMNS:
         return None
-    return d.dims, 1 if d.get("sensors") == "first" else d.dims
+    return COLUMNS[d.name], 1 if d.get("sensors") == "first" else COLUMNS[d.name]
 
 
 SHAPED = [name for name in options("dataset") if name != "multisystem"]

@@ -113,8 +113,9 @@ def test_unknown_choice_lists_options():
     ("scoring=m2ad +scoring.com=-1", "scoring.com"),   # com = 0 (no smoothing) is allowed
     ("scoring=m2ad +scoring.dx=0", "scoring.dx"),
     ("protocol.strict.threshold.method=foo", "protocol.strict.threshold.method"),
-    ("protocol=[tslib] protocol.tslib.window=abc", "protocol.tslib.window"),
-    ("protocol=[m2ad] protocol.m2ad.calibration=gamma", "protocol.m2ad.calibration"),
+    ("protocol=[tslib] protocol.tslib.range_window=abc", "protocol.tslib.range_window"),
+    ("protocol=[m2ad] +protocol.m2ad.calibration=pot", "protocol.m2ad.calibration"),
+    ("scoring.calibration=gamma", "scoring.calibration"),
     ("logger=[csv,wandb] logger.wandb.mode=offlne", "logger.wandb.mode"),
     ("trainer.num_threads=0", "trainer.num_threads"),
 ])
@@ -188,9 +189,9 @@ def test_config_hash_keeps_the_device_type_a_job_trained_on(monkeypatch):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("+protocol.strict.alhpa=0.1", "protocol.strict.alhpa: unknown key; expected one of window, threshold"),
+    ("+protocol.strict.alhpa=0.1", "protocol.strict.alhpa: unknown key; expected one of range_window, threshold"),
     ("+protocol.strict.threshold.quantile=0.9", "protocol.strict.threshold.quantile: unknown key"),
-    ("+scoring.calibration=chi2", "scoring.calibration: unknown key; expected one of (none)"),  # scoring=raw has none
+    ("+scoring.two_sided=true", "scoring.two_sided: unknown key; expected one of calibration, alpha, pot_level"),
 ])
 def test_unknown_scoring_and_protocol_keys_are_refused_naming_them(override, message):
     """A key a protocol or scorer does not take would be ignored (or change the config_hash
@@ -240,16 +241,16 @@ def test_madcluster_t1_sweeps_k_1_to_10_on_dcdetector_over_the_four_datasets():
 
 
 def test_grid_asks_for_the_m2ad_arm_exactly_where_the_objective_has_residuals():
-    """The grid's objective → rescore table against each objective's has_residuals: a new
-    objective, or one whose residuals change, fails here instead of failing (or missing)
-    jobs in the sweep."""
+    """The grid reads each objective's has_residuals from its class (mb.if_residuals): no
+    table restates it, so a new objective needs no edit of the experiment."""
     from hydra.utils import get_class
 
-    grid = OmegaConf.load(CONFIGS / "experiment" / "grid.yaml")
-    assert sorted(grid.grid_rescore) == options("objective")
+    assert "grid_rescore" not in OmegaConf.load(CONFIGS / "experiment" / "grid.yaml")
     for name in options("objective"):
-        has = get_class(OmegaConf.load(CONFIGS / "objective" / f"{name}.yaml")._target_).has_residuals
-        assert list(grid.grid_rescore[name]) == (["scoring=m2ad"] if has else []), name
+        target = OmegaConf.load(CONFIGS / "objective" / f"{name}.yaml")._target_
+        has = get_class(target).has_residuals
+        cfg = compose_cfg(["experiment=grid", f"objective={name}"], tiny=False)
+        assert list(cfg.rescore) == (["scoring=m2ad"] if has else []), name
     params = _sweep_params("grid")
     # every trained backbone; the baselines have no embedding for the head, and run on their own
     trained = [b for b in options("backbone") if not OmegaConf.load(CONFIGS / "backbone" / f"{b}.yaml").get("baseline")]

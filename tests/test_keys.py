@@ -44,7 +44,7 @@ def test_the_hash_ignores_labels_and_runtime_keys_and_reads_every_other_key():
                  "trainer.progress": False, "trainer.device": "cpu", "paths.output_dir": "/x",
                  "skip_done": True, "rescore": ["scoring=m2ad"]}.items():
         assert config_hash(_with(cfg, **{k: v})) == h, k
-    for k, v in {"trainer.epochs": 7, "scoring.name": "other", "protocol.strict.window": 7,
+    for k, v in {"trainer.epochs": 7, "scoring.name": "other", "protocol.strict.range_window": 7,
                  "dataset.anomaly_ratio": 3.0, "seed": 9, "device_type": "cuda"}.items():
         assert config_hash(_with(cfg, **{k: v})) != h, k
 

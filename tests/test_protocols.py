@@ -23,7 +23,7 @@ def test_event_counts_and_detected_fraction_by_hand():
     a = entity("a", [(100, 120), (600, 610)], [130, 400])
     # one flag at 0 → [0, 50], clipped at the start; no event: fp 1
     b = entity("b", [], [0])
-    proto = P.build("m2ad", {"window": 10, "padding": 50})
+    proto = P.build("m2ad", {"range_window": 10, "padding": 50})
     rows = {r["entity"]: r for r in proto.evaluate([a, b])}
     assert (rows["a"]["event_tp"], rows["a"]["event_fp"], rows["a"]["event_fn"]) == (1, 1, 1)
     assert rows["a"]["detected_fraction"] == pytest.approx(202 / 1000)
@@ -39,7 +39,7 @@ def test_flagging_everything_is_a_perfect_event_score_and_the_fraction_shows_it(
     """The event-overlap metric's blind spot: one interval over the whole split overlaps every
     event and is itself no false positive. detected_fraction = 1 is the tell."""
     e = entity("all", [(100, 120), (600, 610), (900, 905)], range(0, 1000, 90))
-    (row, total) = P.build("m2ad", {"window": 10}).evaluate([e])
+    (row, total) = P.build("m2ad", {"range_window": 10}).evaluate([e])
     assert (row["event_tp"], row["event_fp"], row["event_fn"]) == (3, 0, 0) and row["event_f1"] == 1.0
     assert row["detected_fraction"] == 1.0 and row["n_detected"] == 1
 
@@ -67,13 +67,13 @@ B = dict(labels=[0, 1, 1, 0, 0], score=[0.0, 2.0, 0.5, 0.0, 2.0], train_score=[1
 
 
 def test_strict_quantile_threshold_on_validation_scores_only():
-    rows = {(r["entity"], r["aggregate"]): r for r in P.build("strict", {"window": 2}).evaluate(
+    rows = {(r["entity"], r["aggregate"]): r for r in P.build("strict", {"range_window": 2}).evaluate(
         [scores("a", **A), scores("b", **B)])}
     a, b = rows[("a", "")], rows[("b", "")]
     # a: q=0.99 quantile of [1, 2, 3, 4, 5] (linear): position 0.99·4 = 3.96 → 4 + 0.96·1 = 4.96; the
     # train steps at 9 are not validation and do not count
     assert a["threshold"] == pytest.approx(4.96)
-    q75 = {(r["entity"], r["aggregate"]): r for r in P.build("strict", {"window": 2, "threshold": {
+    q75 = {(r["entity"], r["aggregate"]): r for r in P.build("strict", {"range_window": 2, "threshold": {
         "method": "quantile", "q": 0.75}}).evaluate([scores("a", **A), scores("b", **B)])}
     a, b = q75[("a", "")], q75[("b", "")]
     # q=0.75: position 3 → 4.0. Scored steps 1..7 (step 0 is NaN: missing, its label ignored):
@@ -96,7 +96,7 @@ def test_strict_quantile_threshold_on_validation_scores_only():
 
 
 def test_strict_max_times_factor():
-    (a, _, _) = P.build("strict", {"window": 2, "threshold": {"method": "max", "factor": 0.9}}).evaluate(
+    (a, _, _) = P.build("strict", {"range_window": 2, "threshold": {"method": "max", "factor": 0.9}}).evaluate(
         [scores("a", **A)])
     # max of the validation scores 5 × 0.9 = 4.5; pred = score > 4.5 → steps 2 (5) and 5 (6): tp 2, fp 0,
     # fn 1 (step 7) → P 1, R 2/3, F1 0.8. The 9s outside validation would give 8.1 and predict nothing.
@@ -126,7 +126,7 @@ def test_madcluster_best_f1_on_the_pr_curve_and_range_metrics_on_the_binarised_p
     ws = [0.1, 0.8, 0.4, 0.6, 0.3, 0.2]
     e = scores("a", labels, [NAN, NAN] + ws, [0.0], window_score=ws, window_start=range(6), window=2,
                window_offsets=np.array([2]))
-    row, total = P.build("madcluster", {"window": 2}).evaluate([e])
+    row, total = P.build("madcluster", {"range_window": 2}).evaluate([e])
     # thresholds from the top: ≥.8 tp1 fp0 fn2 F1 .5 | ≥.6 tp1 fp1 F1 .4 | ≥.4 tp2 fp1 fn1 F1 2/3
     #                          ≥.3 tp3 fp1 fn0 F1 6/7 | ≥.2 tp3 fp2 F1 .75 | ≥.1 tp3 fp3 F1 2/3
     assert row["threshold"] == 0.3 and (row["precision"], row["recall"], row["f1"]) == pytest.approx((0.75, 1, 6 / 7))
@@ -148,7 +148,7 @@ def test_madcluster_best_f1_on_the_pr_curve_and_range_metrics_on_the_binarised_p
 def test_tslib_percentile_of_train_and_test_then_point_adjustment():
     e = scores("a", labels=[1, 0, 1, 1, 1, 0, 0], score=[NAN, 1, 8, 2, 7, 3, 6], train_score=[1, 2, 3, 4],
                val_mask=[0, 0, 0, 0])
-    row, total = P.build("tslib", {"window": 2}).evaluate([e], anomaly_ratio=25)
+    row, total = P.build("tslib", {"range_window": 2}).evaluate([e], anomaly_ratio=25)
     # the 75th percentile of the 10 finite train + test scores [1 1 2 2 3 3 4 6 7 8] (linear):
     # position 0.75·9 = 6.75 → 4 + 0.75·(6 − 4) = 5.5; labels play no part
     assert row["threshold"] == pytest.approx(5.5) and row["threshold_uses_test_labels"] is False
@@ -181,9 +181,12 @@ def test_only_madcluster_thresholds_move_with_the_test_labels():
     order = np.argsort(-_label_blind_entities([])[0].window_score)
     a = _label_blind_entities(order[:5])       # labels on the 5 highest window scores of e0
     b = _label_blind_entities(order[5:20])     # ... moved to the next 15
-    for name, params in [("strict", {"window": 2}), ("m2ad", {"window": 2}), ("tslib", {"window": 2}),
-                         ("madcluster", {"window": 2})]:
+    for name, params in [("strict", {"range_window": 2}), ("m2ad", {"range_window": 2}), ("tslib", {"range_window": 2}),
+                         ("madcluster", {"range_window": 2})]:
         pa, pb = P.build(name, params), P.build(name, params)
+        if name == "m2ad":  # it counts the scoring stage's alarms: here the same calibration of both
+            for x in a + b:
+                calibrate(x, calibration="empirical")  # p = 1/2001 at the bursts
         ra, rb = pa.evaluate(a, anomaly_ratio=1.0), pb.evaluate(b, anomaly_ratio=1.0)
         thr_a = np.array([r["threshold"] for r in ra if r["entity"] != "ALL"], float)
         thr_b = np.array([r["threshold"] for r in rb if r["entity"] != "ALL"], float)
@@ -193,7 +196,7 @@ def test_only_madcluster_thresholds_move_with_the_test_labels():
             assert thr_a[0] != thr_b[0], "the best-F1 threshold is chosen on the test labels"
         else:
             np.testing.assert_array_equal(thr_a, thr_b, err_msg=name)
-        if name == "m2ad":  # its threshold is alpha; what must not move is what it flags
+        if name == "m2ad":  # what must not move is what it flags
             assert pa.detected == pb.detected and [s for s, *_ in pa.detected["e0"]] == [0, 150]
 
 
@@ -219,7 +222,7 @@ def test_madcluster_labels_a_forecasters_window_by_its_target_step(tmp_path):
                                                                   Windows(x, spec), np.arange(1), np.arange(1))
     # windows start at 0..6; window s scores step s + 3, so only window 3 sees the 3² = 9
     np.testing.assert_array_equal(te.window, [0, 0, 0, 9, 0, 0, 0])
-    results = RunResults(compose_cfg(["protocol=[madcluster]", "protocol.madcluster.window=2"]), tmp_path)
+    results = RunResults(compose_cfg(["protocol=[madcluster]", "protocol.madcluster.range_window=2"]), tmp_path)
     results.add_scores("a", labels, ["s0"], None, te, te, np.ones(10, bool), 3, {})
     (row, _) = results.evaluate_protocols()
     # window labels [0, 0, 0, 1, 0, 0, 0]: the one window with the error is the one anomalous window
@@ -242,22 +245,47 @@ def raw_entity(n_val=412, seed=0):
                           window_score=np.zeros(0), window_start=np.zeros(0, int), window=10)
 
 
+def calibrate(e, **params):
+    """The scoring stage's part (scoring=raw with scoring.calibration): p-values and alarms
+    from the validation scores, which protocol m2ad then groups and counts."""
+    from madbench.scoring.base import SeriesScores
+    from madbench.scoring.scorers import RawScorer
+
+    def series(x):
+        return SeriesScores(step=np.asarray(x, float), residuals=None, window=np.zeros(0), window_start=np.zeros(0, int))
+    scorer = RawScorer(**params).fit(series(e.train_score), val_mask=e.val_mask)
+    out = scorer.transform(series(e.score))
+    e.p, e.flags, e.status = out.p, out.flags, out.status
+    return e
+
+
 def test_raw_scores_under_m2ad_are_calibrated_by_a_fitted_tail():
     """With 412 validation steps the empirical p-value is never below 1/413 = 0.0024 > alpha
-    = 0.001, so nothing could ever be flagged; the POT tail (the default) reaches below it
-    and finds the burst that lies above every validation score."""
+    = 0.001, so nothing could ever be flagged; the POT tail reaches below it and finds the
+    burst that lies above every validation score."""
     e = raw_entity()
     assert (e.score[700:721] > e.train_score.max()).all()
-    (row, total) = P.build("m2ad", {"window": 10}).evaluate([e])
-    assert row["calibration"] == "pot" and row["n_detected"] >= 1 and row["event_tp"] == 1
-    with pytest.raises(DataError) as info:
-        P.build("m2ad", {"window": 10, "calibration": "empirical"}).evaluate([e])
+    (row, total) = P.build("m2ad", {"range_window": 10}).evaluate([calibrate(e, calibration="pot")])
+    assert row["calibration"] == "ok" and row["n_detected"] >= 1 and row["event_tp"] == 1
+    with pytest.raises(ValueError) as info:
+        calibrate(raw_entity(), calibration="empirical")
     msg = str(info.value)
-    assert "\n" not in msg and msg.startswith("entity C-1: protocol.m2ad.calibration=empirical cannot flag anything")
-    assert "1/413 = 0.0024, not below alpha=0.001" in msg and "use protocol.m2ad.calibration=pot" in msg
+    assert "\n" not in msg and msg.startswith("scoring.calibration=empirical cannot raise an alarm")
+    assert "1/413 = 0.0024, not below scoring.alpha=0.001" in msg and "use scoring.calibration=pot" in msg
     # with enough validation steps (or a larger alpha) the empirical p-value can flag, and it does
-    (row, _) = P.build("m2ad", {"window": 10, "calibration": "empirical", "alpha": 0.01}).evaluate([e])
-    assert row["calibration"] == "empirical" and row["event_tp"] == 1
+    (row, _) = P.build("m2ad", {"range_window": 10}).evaluate([calibrate(raw_entity(), calibration="empirical",
+                                                                         alpha=0.01)])
+    assert row["event_tp"] == 1
+
+
+def test_uncalibrated_raw_scores_are_refused_by_m2ad_and_none_is_the_default():
+    """scoring=raw alone (calibration none) gives a score and no alarm: protocol m2ad has
+    nothing to count and says how to get alarms, instead of flagging by some threshold."""
+    e = calibrate(raw_entity())
+    assert e.flags is None and e.p is None
+    with pytest.raises(DataError) as info:
+        P.build("m2ad", {"range_window": 10}).evaluate([e])
+    assert "scoring.calibration=pot" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_raw_scores_whose_validation_tail_cannot_be_fitted_flag_nothing_for_that_entity_only():
@@ -269,28 +297,40 @@ def test_raw_scores_whose_validation_tail_cannot_be_fitted_flag_nothing_for_that
     flat.name, flat.train_score = "C-2", np.ones(412)
     counts = raw_entity(seed=2)
     counts.name, counts.train_score = "C-3", np.repeat([0.0, 1.0, 2.0], [400, 8, 4])
-    rows = P.build("m2ad", {"window": 10}).evaluate([good, flat, counts])
+    rows = P.build("m2ad", {"range_window": 10}).evaluate([calibrate(x, calibration="pot") for x in (good, flat, counts)])
     by = {r["entity"]: r for r in rows}
-    assert by["C-1"]["calibration"] == "pot" and by["C-1"]["event_tp"] == 1
+    assert by["C-1"]["calibration"] == "ok" and by["C-1"]["event_tp"] == 1
     for name in ("C-2", "C-3"):
         assert by[name]["calibration"] == "uncalibrated" and by[name]["n_detected"] == 0
         assert by[name]["event_tp"] == 0 and by[name]["event_fn"] == 1
     assert by["ALL"]["event_tp"] == 1 and by["ALL"]["event_fn"] == 2
 
 
+@pytest.mark.parametrize("params, message", [
+    ({"calibration": "gamma"}, "scoring.calibration='gamma'; expected one of none, pot, empirical"),
+    ({"alpha": 1.5}, "scoring.alpha=1.5; expected a ratio in (0, 1)"),
+    ({"pot_level": 0}, "scoring.pot_level=0; expected a ratio in (0, 1)"),
+])
+def test_raw_scoring_calibration_keys_are_checked(params, message):
+    from madbench.scoring.scorers import RawScorer
+    with pytest.raises(ConfigError) as info:
+        RawScorer(**params)
+    assert str(info.value).startswith(message)
+
+
 @pytest.mark.parametrize("name, params, message", [
-    ("m2ad", {"gruping": "forward"}, "protocol.m2ad.gruping: unknown key; expected one of window, alpha, padding, "
-                                     "grouping, bridge, calibration, level"),
+    ("m2ad", {"gruping": "forward"}, "protocol.m2ad.gruping: unknown key; expected one of range_window, padding, "
+                                     "grouping, bridge"),
     ("m2ad", {"grouping": "backward"}, "protocol.m2ad.grouping='backward'; expected one of padding, forward, none"),
     ("m2ad", {"grouping": "forward", "bridge": -1}, "protocol.m2ad.bridge=-1; expected an integer >= 0"),
     ("m2ad", {"padding": -5}, "protocol.m2ad.padding=-5; expected an integer >= 0"),
     ("m2ad", {"bridge": 2.5}, "protocol.m2ad.bridge=2.5; expected an integer >= 0"),
-    ("m2ad", {"calibration": "gamma"}, "protocol.m2ad.calibration='gamma'; expected one of pot, empirical"),
-    ("tslib", {"window": "abc"}, "protocol.tslib.window='abc'; expected an integer >= 1"),
+    ("m2ad", {"alpha": 0.01}, "protocol.m2ad.alpha: unknown key; expected one of range_window"),
+    ("tslib", {"range_window": "abc"}, "protocol.tslib.range_window='abc'; expected an integer >= 1"),
     ("strict", {"threshold": {"method": "foo"}}, "protocol.strict.threshold.method='foo'; expected one of"),
     ("strict", {"threshold": {"quantile": 0.9}}, "protocol.strict.threshold.quantile: unknown key"),
-    ("madcluster", {"alpha": 0.1}, "protocol.madcluster.alpha: unknown key; expected one of window"),
-    ("tslib", {"q": 0.9}, "protocol.tslib.q: unknown key; expected one of window"),
+    ("madcluster", {"alpha": 0.1}, "protocol.madcluster.alpha: unknown key; expected one of range_window"),
+    ("tslib", {"q": 0.9}, "protocol.tslib.q: unknown key; expected one of range_window"),
 ])
 def test_protocol_keys_and_values_are_checked_when_built(name, params, message):
     with pytest.raises(ConfigError) as info:

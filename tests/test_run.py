@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("run")
-    cfg = compose_cfg(["protocol=[strict,madcluster,m2ad,tslib]"])
+    cfg = compose_cfg(["protocol=[strict,madcluster,m2ad,tslib]", "scoring.calibration=pot"])
     df = run.main(cfg, d)
     return cfg, d, df
 

@@ -15,7 +15,7 @@ FAST = ["trainer.epochs=1", "trainer.progress=false", "backbone.model.hidden=8",
 
 def test_msl_channel_one_epoch(tmp_path):
     cfg = compose_cfg(["dataset=msl", "dataset.entities=[C-1]", f"paths.data_dir={SHARED_DATA}",
-                       "protocol=[strict,m2ad]", *FAST], tiny=False)
+                       "protocol=[strict,m2ad]", "scoring.calibration=pot", *FAST], tiny=False)
     df = run.main(cfg, tmp_path)
     assert (df.status == "ok").all()
     row = df[(df.entity == "C-1") & (df.protocol == "strict")].iloc[0]

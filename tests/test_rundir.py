@@ -95,7 +95,7 @@ def test_a_version_1_run_dir_reads_reevaluates_in_place_and_rescores(tmp_path, n
         assert (df.status == "ok").all() and rundir.read_scores(out).version == rundir.SCORES_VERSION
     else:  # a head's factor came along: the v1 `head_factor`
         assert stored.entities[0].test.factor is not None
-        out, df = E.rescore(d, ["protocol.madcluster.window=50"])
+        out, df = E.rescore(d, ["protocol.madcluster.range_window=50"])
         assert (df.status == "ok").all()
 
 

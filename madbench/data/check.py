@@ -35,24 +35,37 @@ class DatasetSpec:
     sensors: bool = False  # the loader takes `sensors` (NASA only)
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    "msl": DatasetSpec(
-        "madbench.data.nasa:load_nasa", {"spacecraft": "MSL"}, "NASA", "labeled_anomalies.csv", sensors=True
-    ),
-    "smap": DatasetSpec(
-        "madbench.data.nasa:load_nasa", {"spacecraft": "SMAP"}, "NASA", "labeled_anomalies.csv", sensors=True
-    ),
-    "smd": DatasetSpec("madbench.data.smd:load_smd", {}, "SMD", "test"),
-    "psm": DatasetSpec("madbench.data.psm:load_psm", {}, "PSM", "test_label.csv", entities=False),
-    "multisystem": DatasetSpec("madbench.data.multisystem:load_multisystem", {}, "multisystem", "systems"),
-    "msl_merged": DatasetSpec(
-        "madbench.data.nasa:load_nasa_merged", {"name": "MSL"}, "MSL", "MSL_train.npy", entities=False
-    ),
-    "smap_merged": DatasetSpec(
-        "madbench.data.nasa:load_nasa_merged", {"name": "SMAP"}, "SMAP", "SMAP_train.npy", entities=False
-    ),
-    "smd_merged": DatasetSpec("madbench.data.smd:load_smd_merged", {}, "SMD", "SMD_train.npy", entities=False),
-}
+#: loader arguments the dataset YAML wires to other keys (not fixed per dataset)
+_WIRED = ("_target_", "_convert_", "root", "entities", "sensors", "min_length")
+
+
+def datasets_from_configs(config_dir: Path | None = None) -> dict[str, DatasetSpec]:
+    """Every on-disk dataset of ``configs/dataset/``: its loader, the loader's fixed
+    arguments and its folder under ``paths.data_dir`` come from the YAML (``loader``), the
+    marker of its layout from the loader (``layout_marker``). The generated datasets
+    (synthetic: no ``root``) are not on disk."""
+    import importlib
+
+    from omegaconf import OmegaConf
+
+    from madbench.config import CONFIG_DIR
+
+    out = {}
+    for path in sorted(Path(config_dir or CONFIG_DIR / "dataset").glob("*.yaml")):
+        loader = OmegaConf.to_container(OmegaConf.load(path).get("loader") or {}, resolve=False)
+        root = str(loader.get("root", ""))
+        if "${paths.data_dir}/" not in root:
+            continue
+        mod, _, fn = str(loader["_target_"]).rpartition(".")
+        kwargs = {k: v for k, v in loader.items() if k not in _WIRED}
+        marker = getattr(getattr(importlib.import_module(mod), fn), "layout_marker")
+        out[path.stem] = DatasetSpec(f"{mod}:{fn}", kwargs, root.split("${paths.data_dir}/", 1)[1],
+                                     marker.format(**kwargs), entities="entities" in loader,
+                                     sensors="sensors" in loader)
+    return out
+
+
+DATASETS: dict[str, DatasetSpec] = datasets_from_configs()
 
 
 def _loader(spec: DatasetSpec) -> Callable[..., list[Entity]]:

@@ -327,3 +327,8 @@ def write_multisystem(entities: Sequence[Entity], out_dir: str | Path) -> Path:
     )
     (out / "meta.yaml").write_text(yaml.safe_dump({"systems": meta}, sort_keys=False, default_flow_style=None))
     return out
+
+
+#: the path that marks this layout's folder (madbench-data finds the folder by it; formatted
+#: with the loader's keyword arguments from the dataset YAML)
+load_multisystem.layout_marker = "systems"

@@ -246,3 +246,13 @@ def load_nasa_merged(root: str | Path, name: str = "MSL", min_length: int | None
     ``<NAME>_test_label.npy`` in ``root``. One entity; every column is a sensor."""
     name = _check_choice(str(name).upper(), SPACECRAFT, "name")
     return [load_merged_npy(root, name, nasa_columns(EXPECTED_DIMS[name]), min_length)]
+
+
+#: the path that marks this layout's folder (madbench-data finds the folder by it; formatted
+#: with the loader's keyword arguments from the dataset YAML)
+load_nasa.layout_marker = "labeled_anomalies.csv"
+
+
+#: the path that marks this layout's folder (madbench-data finds the folder by it; formatted
+#: with the loader's keyword arguments from the dataset YAML)
+load_nasa_merged.layout_marker = "{name}_train.npy"

@@ -86,3 +86,8 @@ def load_psm(root: str | Path, min_length: int | None = None) -> list[Entity]:
         },
     )
     return [validate_entity(entity, min_length=min_length)]
+
+
+#: the path that marks this layout's folder (madbench-data finds the folder by it; formatted
+#: with the loader's keyword arguments from the dataset YAML)
+load_psm.layout_marker = "test_label.csv"

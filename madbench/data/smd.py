@@ -164,3 +164,13 @@ def load_smd(root: str | Path, entities: str | Iterable[str] = "all", min_length
 def load_smd_merged(root: str | Path, min_length: int | None = None) -> list[Entity]:
     """TSLib layout: ``SMD_train.npy``, ``SMD_test.npy``, ``SMD_test_label.npy`` in ``root``."""
     return [load_merged_npy(root, "SMD", smd_columns(), min_length)]
+
+
+#: the path that marks this layout's folder (madbench-data finds the folder by it; formatted
+#: with the loader's keyword arguments from the dataset YAML)
+load_smd.layout_marker = "test"
+
+
+#: the path that marks this layout's folder (madbench-data finds the folder by it; formatted
+#: with the loader's keyword arguments from the dataset YAML)
+load_smd_merged.layout_marker = "SMD_train.npy"

@@ -256,6 +256,7 @@ def constructions(df: pd.DataFrame) -> pd.DataFrame:
     error = col("scoring.error")
     two = col("scoring.two_sided")
     sided = [("two" if (e == "area" if t is None else bool(t)) else "one") for e, t in zip(error, two)]
+    # protocol.m2ad.alpha: CSVs collected before calibration moved to the scoring stage
     p_alpha, s_alpha = col("protocol.m2ad.alpha"), col("scoring.alpha")
     return pd.DataFrame({
         "grouping": grouping,

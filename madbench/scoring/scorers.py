@@ -1,8 +1,14 @@
 """The scoring stage: turn placed scores/residuals into the final anomaly score.
 
-Every scorer is fitted on the train split's scores (sklearn style) and then transforms a
-split into a ``Scored``: ``score`` [T] (higher = more anomalous, NaN where unscored) and,
-for calibrated scorers, ``p`` [T] (a p-value per step) and ``sensor_p`` [T, S].
+Every scorer is fitted on the train split's scores (sklearn style; ``val_mask`` marks the
+split's validation steps) and then transforms a split into a ``Scored``: ``score`` [T]
+(higher = more anomalous, NaN where unscored) and, for calibrated scorers, ``p`` [T] (a
+p-value per step), ``sensor_p`` [T, S] and ``flags`` [T], the scorer's own alarms.
+
+Calibration happens here and only here: M2AD's Gamma / χ² / 4σ on the Fisher statistic,
+a raw score's POT tail or empirical p-value on its validation scores, and the threshold
+scorers' intervals. A scorer that raises alarms says so (``gives_alarms``): the m2ad
+protocol counts the alarms as events and needs one that does.
 """
 from __future__ import annotations
 
@@ -34,15 +40,75 @@ class Scored:
 
 
 class RawScorer:
-    """The objective's own per-step score, unchanged."""
+    """The objective's own per-step score. ``calibration`` turns it into p-values on its
+    validation scores (the train split's last ``trainer.val_ratio``, never test), and the
+    alarms are p < ``alpha``:
+
+    - ``none`` (default): the score alone, no p-value and no alarm;
+    - ``pot``: a generalized Pareto tail fitted above the validation scores' ``pot_level``
+      quantile (``madbench.scoring.thresholds.PeaksOverThreshold``; Siffer et al. 2017). An
+      entity whose validation scores have no tail to fit (a constant, a count with a few
+      values) is ``uncalibrated`` and raises no alarm, as M2AD's zero variance;
+    - ``empirical``: ``(1 + #val >= s) / (1 + n_val)``, never below ``1 / (1 + n_val)``:
+      refused when that floor is not below ``alpha`` (it could never raise an alarm).
+    """
 
     needs_residuals = False
+    CALIBRATIONS = ("none", "pot", "empirical")
 
-    def fit(self, train: SeriesScores, sensors: list[str] | None = None, groups: dict | None = None) -> "RawScorer":
+    def __init__(self, calibration: str = "none", alpha: float = 0.001, pot_level: float = 0.98):
+        _choice("calibration", calibration, self.CALIBRATIONS)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
+            raise ConfigError(f"scoring.alpha={alpha!r}; expected a ratio in (0, 1)")
+        if isinstance(pot_level, bool) or not isinstance(pot_level, (int, float)) or not 0.0 < pot_level < 1.0:
+            raise ConfigError(f"scoring.pot_level={pot_level!r}; expected a ratio in (0, 1)")
+        self.calibration, self.alpha, self.pot_level = calibration, float(alpha), float(pot_level)
+
+    @property
+    def gives_alarms(self) -> bool:
+        return self.calibration != "none"
+
+    def fit(self, train: SeriesScores, sensors: list[str] | None = None, groups: dict | None = None,
+            val_mask: np.ndarray | None = None) -> "RawScorer":
+        from madbench.scoring.thresholds import PeaksOverThreshold, TailFitError
+
+        self.status_, self.notes_ = "ok", []
+        if self.calibration == "none":
+            return self
+        step = np.asarray(train.step, dtype=np.float64)
+        val = step[np.asarray(val_mask, dtype=bool)] if val_mask is not None else step
+        if self.calibration == "pot":
+            try:
+                self.tail_ = PeaksOverThreshold(self.pot_level, what="scoring.calibration=pot").fit(val)
+            except TailFitError as err:
+                # too few distinct validation scores in the tail calibrate nothing: no alarm
+                self.tail_, self.status_ = None, "uncalibrated"
+                self.notes_ = [f"{err}; nothing flagged"]
+            return self
+        n = int(np.isfinite(val).sum())
+        if 1.0 / (1.0 + n) >= self.alpha:
+            raise ValueError(
+                f"scoring.calibration=empirical cannot raise an alarm: with {n} validation scores the smallest "
+                f"p-value is 1/{n + 1} = {1.0 / (1 + n):.2g}, not below scoring.alpha={self.alpha:g}; use "
+                f"scoring.calibration=pot, scoring.alpha > {1.0 / (1 + n):.2g}, or at least "
+                f"{math.ceil(1 / self.alpha)} validation steps")
+        self.val_ = val
         return self
 
     def transform(self, s: SeriesScores) -> Scored:
-        return Scored(score=np.asarray(s.step, dtype=np.float64))
+        from madbench.scoring.thresholds import empirical_pvalues
+
+        score = np.asarray(s.step, dtype=np.float64)
+        if self.calibration == "none":
+            return Scored(score=score)
+        if self.calibration == "pot" and self.tail_ is None:
+            p = np.where(np.isfinite(score), 1.0, np.nan)
+        elif self.calibration == "pot":
+            p = self.tail_.pvalues(score)
+        else:
+            p = empirical_pvalues(self.val_, score)
+        return Scored(score=score, p=p, flags=np.nan_to_num(p, nan=1.0) < self.alpha, status=self.status_,
+                      notes=list(self.notes_))
 
 
 def _size(key: str, value, *, allow_null: bool = False):
@@ -135,8 +201,10 @@ class DynamicThresholdScoring:
                               f"scoring.smoothing_window={self.smoothing_window}{where}; expected a threshold window "
                               "at least as long as the span")
 
-    def fit(self, train: SeriesScores, sensors: list[str] | None = None,
-            groups: dict | None = None) -> "DynamicThresholdScoring":
+    gives_alarms = True
+
+    def fit(self, train: SeriesScores, sensors: list[str] | None = None, groups: dict | None = None,
+            val_mask: np.ndarray | None = None) -> "DynamicThresholdScoring":
         if train.residuals is None:
             raise ValueError("scoring=dynamic_threshold needs per-sensor residuals")
         return self
@@ -202,8 +270,10 @@ class PercentileThresholdScoring:
         self.anomaly_ratio, self.anomaly_padding = float(anomaly_ratio), anomaly_padding
         self.min_percent, self.reference_quirks = float(min_percent), reference_quirks
 
-    def fit(self, train: SeriesScores, sensors: list[str] | None = None,
-            groups: dict | None = None) -> "PercentileThresholdScoring":
+    gives_alarms = True
+
+    def fit(self, train: SeriesScores, sensors: list[str] | None = None, groups: dict | None = None,
+            val_mask: np.ndarray | None = None) -> "PercentileThresholdScoring":
         step = np.asarray(train.step, dtype=np.float64)
         self.train_scores_ = step[np.isfinite(step)]
         return self
@@ -289,7 +359,10 @@ class M2ADScoring:
             return out
         return area_errors(residuals, zero, window=self.area_window, dx=self.dx, com=self.com, stats=self.area_stats_)
 
-    def fit(self, train: SeriesScores, sensors: list[str] | None = None, groups: dict | None = None) -> "M2ADScoring":
+    gives_alarms = True
+
+    def fit(self, train: SeriesScores, sensors: list[str] | None = None, groups: dict | None = None,
+            val_mask: np.ndarray | None = None) -> "M2ADScoring":
         from madbench.scoring.m2ad import M2ADScorer
 
         if train.residuals is None:

@@ -61,7 +61,7 @@ def test_constant_under_the_madcluster_protocol_is_the_all_positive_f1(tmp_path)
 
 
 def test_constant_under_m2ad_and_tslib_flags_nothing_and_says_uncalibrated(tmp_path):
-    _, df, _, _ = job(tmp_path, "constant", protocols="[m2ad,tslib]")
+    _, df, _, _ = job(tmp_path, "constant", "scoring.calibration=pot", protocols="[m2ad,tslib]")
     m2ad = df[(df.protocol == "m2ad") & (df.entity == "sys0")].iloc[0]
     assert m2ad.calibration == "uncalibrated" and m2ad.n_detected == 0
     assert df[(df.protocol == "tslib") & (df.entity == "sys0")].iloc[0].recall == 0.0

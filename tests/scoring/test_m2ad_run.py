@@ -139,7 +139,7 @@ def test_zero_variance_train_score_is_uncalibrated_not_a_crash():
     e = P.EntityScores(name="flat", labels=np.zeros(200, np.int8), score=out.score, train_score=out.score,
                        val_mask=np.ones(200, bool), window_score=np.zeros(0), window_start=np.zeros(0, int),
                        window=10, p=out.p, flags=out.flags, status=out.status)
-    rows = P.build("m2ad", {"window": 10}).evaluate([e])
+    rows = P.build("m2ad", {"range_window": 10}).evaluate([e])
     assert rows[0]["calibration"] == "uncalibrated" and rows[0]["n_detected"] == 0
 
 
