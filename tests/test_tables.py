@@ -258,6 +258,18 @@ def test_runs_that_differ_only_in_runtime_keys_pair(tmp_path):
     assert t.set_index("backbone").loc["deepsvdd", "mean_gain"] == pytest.approx(0.1)
 
 
+def test_an_integer_key_pairs_by_its_value_where_other_runs_lack_it(tmp_path):
+    """A collected CSV whose head.k column has an empty cell (a head=none run has no k) reads
+    back as 1.0 and 2.0; --paired head.k=1,2 still finds both arms."""
+    rows = [dict(run_id=rid, status="ok", entity=e, protocol="madcluster", f1=0.5, **{"config.head.k": k,
+                                                                                   "config.dataset.window": 100})
+            for rid, k in (("k1", 1), ("k2", 2), ("none", None)) for e in ("C-1", "ALL")]
+    pd.DataFrame(rows).to_csv(tmp_path / "collected.csv", index=False)
+    df = load_results(tmp_path / "collected.csv")
+    assert df["config.head.k"].dtype.kind == "f"
+    assert RP.pair_runs(df, "head.k", "1", "2") == [("k1", "k2")]
+
+
 @pytest.mark.slow
 def test_paired_cli_writes_the_table(tmp_path):
     df = t2_results(tmp_path)

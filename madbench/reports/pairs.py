@@ -43,7 +43,8 @@ def verdict(gain) -> str:
 
 
 def _arm_value(v) -> str:
-    return str(v).lower() if isinstance(v, bool) else str(v)
+    # an integer key reads back as a float where some runs lack it (a CSV column with empty cells): 1.0 is arm 1
+    return str(v).lower() if isinstance(v, bool) else str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 
 def run_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,1 @@
+madbench experiment=madcluster_t2 head=none backbone=deviation dataset.sensors=first backbone.model.columns=sensors dataset=msl seed=0 'protocol=[madcluster,strict,m2ad,tslib]' paths.data_dir=../shared/datasets trainer.progress=false trainer.num_threads=1 logger.csv.plots=false
