@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from madbench import attribution
+from madbench import attribution, keys
 from madbench import protocols as P
-from madbench.config import build, node_without, objective_class
+from madbench.config import build, close_match, check_keys, declared_keys, node_without, objective_class
 from madbench.errors import ConfigError
 from madbench.overrides import apply_overrides, check_rescorable, expand
 from madbench.scoring import build_scorer
@@ -32,8 +32,72 @@ def _ratio(cfg, path: str) -> None:
         raise ConfigError(f"{path}={v}; expected a ratio in (0, 1)")
 
 
+#: nodes whose keys their own builders check (``validate_after_score``): a protocol's
+#: class, the scorer (which drops its group's metadata keys), and Hydra's own node
+BUILT_ELSEWHERE = ("hydra", "protocol", "scoring")
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """No key survives composition that nothing reads. A key is known when some config file
+    sets it or an interpolation reads it (``madbench.config.declared_keys``), when
+    ``madbench.keys`` declares it, or, inside a node with a ``_target_``, when the target
+    takes it (``+trainer.epoch=1`` is refused naming ``trainer.epoch`` and the trainer's
+    keys, not with a TypeError after the data is read). Hydra's hint for a typo, "To
+    append to your config use +bakbone=lstm", would otherwise run the default backbone."""
+    known = set(declared_keys())
+    for k in (*keys.ROLES, *keys.RECORDED):
+        parts = k.split(".")
+        known.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    _check_node(OmegaConf.to_container(cfg, resolve=False), "", known)
+
+
+def _check_node(node: dict, prefix: str, known: set) -> None:
+    if prefix and "_target_" in node:
+        _check_target(node, prefix.rstrip("."), known)
+        return
+    for k, v in node.items():
+        path = f"{prefix}{k}"
+        if path in BUILT_ELSEWHERE:
+            continue
+        if path not in known:
+            parent = prefix.rstrip(".")
+            siblings = sorted({d[len(prefix):] for d in known if d.startswith(prefix) and "." not in d[len(prefix):]}
+                              - set(BUILT_ELSEWHERE[:1]))
+            close = close_match(k, siblings)
+            if close and isinstance(node.get(close), dict) and not isinstance(v, (dict, list)):
+                close = f"{close}={v}"  # a group is chosen as group=option
+            hint = f"did you mean {close}? " if close else ""
+            raise ConfigError(f"{path}: unknown key, nothing reads it; {hint}"
+                              f"{parent + ' keys' if parent else 'top-level keys'}: {', '.join(siblings)}")
+        if isinstance(v, dict):
+            _check_node(v, f"{path}.", known)
+
+
+def _check_target(node: dict, path: str, known: set) -> None:
+    """A ``_target_`` node's keys against what its target takes (a group's ``name`` label,
+    which the builder drops, excepted), then its own ``_target_`` sub-nodes."""
+    from hydra.utils import get_object
+
+    target = str(node["_target_"])
+    if "${" in target:
+        return
+    try:
+        obj = get_object(target)
+    except Exception as e:
+        raise ConfigError(f"{path}._target_={target!r}: cannot import it ({e})") from None
+    params = {k: v for k, v in node.items() if not (k == "name" and f"{path}.name" in known)}
+    try:
+        check_keys(obj, params, path, partial=bool(node.get("_partial_")))
+    except (TypeError, ValueError):  # a signature inspect cannot read (a builtin)
+        return
+    for k, v in node.items():
+        if isinstance(v, dict) and "_target_" in v:
+            _check_target(v, f"{path}.{k}", known)
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError (one line: the field and what is allowed) on the first bad value."""
+    check_known_keys(cfg)
     window = _num(cfg, "dataset.window")
     if not isinstance(window, int) or window <= 1:
         raise ConfigError(f"dataset.window={window}; expected an integer > 1")

@@ -38,6 +38,8 @@ REPORTED = ("seed", "device_type", "dataset.window", "dataset.stride", "dataset.
             "backbone.baseline", "head.k", "head.score", "head.mapping", "scoring.error", "scoring.distribution",
             "scoring.calibration", "scoring.two_sided", "scoring.alpha", "protocol.m2ad.grouping",
             "protocol.m2ad.padding", "protocol.m2ad.bridge", "protocol.m2ad.alpha")
+#: keys a job writes into its own config (``madbench.run.record_device_type``), which no config file sets
+RECORDED = ("device_type",)
 ROLES = {**{k: "label" for k in LABEL}, **{k: "runtime" for k in RUNTIME}, **{k: "post_score" for k in POST_SCORE}}
 #: the roles config_hash reads (the others never change a number)
 HASHED_ROLES = ("training", "post_score")
