@@ -112,7 +112,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"dataset.refit_scaler_on_test={refit}; expected true or false")
     epochs = _num(cfg, "trainer.epochs")
     if not isinstance(epochs, int) or epochs < 0:
-        raise ConfigError(f"trainer.epochs={epochs}; expected an integer >= 0")
+        raise ConfigError(f"trainer.epochs={epochs}; expected an integer >= 0 (0: score the untrained model)")
     bs = _num(cfg, "trainer.batch_size")
     if not isinstance(bs, int) or bs < 1:
         raise ConfigError(f"trainer.batch_size={bs}; expected an integer >= 1")

@@ -265,6 +265,9 @@ class Trainer:
             # everything was fitted in on_fit_start (a baseline's statistics): no epochs
             log.info("%s: no parameter to train by gradient descent; fitted in one pass, no epochs", desc)
             return []
+        if self.epochs == 0:  # a deliberate floor: the initial weights; the result rows say trained=false
+            log.warning("%s: trainer.epochs=0: no epoch; the detector is scored with its initial weights "
+                        "(result rows: trained=false)", desc)
         self._optimizers(detector, ctx)
         history: list[dict] = []
         best, best_state, stale = math.inf, None, 0

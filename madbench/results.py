@@ -31,6 +31,17 @@ from madbench.tracking.plots import plot_attribution, plot_entity
 log = logging.getLogger("madbench")
 
 
+#: the warning of a result row whose detector ran no epoch (trainer.epochs=0)
+UNTRAINED = "untrained: trainer.epochs=0 scored the initial weights"
+
+
+def trained(sizes: dict) -> bool:
+    """Whether an entity's detector was trained (its ``trained`` size; true when the row
+    does not say, as rows written before the column existed)."""
+    v = sizes.get("trained", True)
+    return not (v is False or str(v).strip().lower() in ("false", "0", "0.0"))
+
+
 def default_score_part(head_name: str) -> str:
     """``head.score`` when a config does not say: the objective's score alone without a
     head, the reference's product with one."""
@@ -168,14 +179,20 @@ class RunResults:
                 self.anomalies = [{"entity": k, "start": a, "end": b, "score": sc,
                                    "top_sensors": self._drivers(k, a, b)}
                                   for k, found in proto.detected.items() for a, b, sc in found]
-        status = {es.name: es.status for es in self.entity_scores}
-        for r in rows:
-            if status.get(r["entity"], "ok") != "ok":
-                r["warning"] = f"{status[r['entity']]}: train score has zero variance; nothing flagged"
+        notes = {es.name: [f"{es.status}: train score has zero variance; nothing flagged"] if es.status != "ok" else []
+                 for es in self.entity_scores}
+        untrained = [name for name, s in self.sizes.items() if not trained(s)]
+        for name in untrained:
+            notes.setdefault(name, []).append(UNTRAINED)
         for r in rows:
             r.update(self.sizes.get(r["entity"], {}))
+            if notes.get(r["entity"]):
+                r["warning"] = "; ".join(notes[r["entity"]])
             if r["entity"] == "ALL":
                 r.setdefault("n_entities", len(self.entity_scores))
+                r["trained"] = not untrained
+                if untrained:
+                    r["warning"] = UNTRAINED
         return rows
 
     def _drivers(self, entity: str, start: int, end: int) -> str:

@@ -160,7 +160,8 @@ class Job:
             val_mask = np.zeros(len(e.train), dtype=bool)
             val_mask[vs:] = True
             sizes = {"n_train": len(e.train), "n_test": len(e.test), "n_sensors": e.n_sensors, "n_inputs": e.n_inputs,
-                     "epochs_run": len(history), "fit_seconds": fit_s / len(group), "score_seconds": score_s / len(group)}
+                     "epochs_run": len(history), "trained": bool(history) or not detector.trains_by_gradient,
+                     "fit_seconds": fit_s / len(group), "score_seconds": score_s / len(group)}
             if grad is not None:
                 sizes["attribution_seconds"] = attribution_s / len(group)
             self.results.add_scores(e.name, e.labels, e.sensors, e.meta.get("groups"), tr, te, val_mask, spec.window,

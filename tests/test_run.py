@@ -50,7 +50,7 @@ def test_result_schema(tiny_run):
     on_disk = pd.read_csv(d / "results.csv")
     assert list(on_disk.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     assert set(METRIC_COLUMNS) <= set(on_disk.columns)
-    assert (on_disk.status == "ok").all()
+    assert (on_disk.status == "ok").all() and (on_disk.trained == True).all()  # noqa: E712
     # one row per entity × protocol, plus ALL rows (strict: micro and macro)
     per_entity = on_disk[on_disk.entity != "ALL"]
     assert len(per_entity) == 2 * 4
@@ -251,3 +251,21 @@ def test_a_skipped_job_points_at_the_results_it_reuses(tmp_path):
     line = next(ln for ln in p.stdout.splitlines() if "results:" in ln)
     assert f"results: {first.resolve()}/results.csv (skip_done: this config was already run there)" in line
     assert (first / "results.csv").exists() and not (tmp_path / "runs" / "second" / "results.csv").exists()
+
+
+def test_epochs_0_scores_the_untrained_model_and_every_row_says_so(tmp_path, caplog):
+    """trainer.epochs=0 used to be an ordinary ok run ("0 epochs in 0 s", F1 0.211). It is
+    the untrained floor on purpose: the rows say trained=false, with a warning; a baseline
+    that is fitted without gradient descent runs no epoch either and is trained."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="madbench")
+    one = ["dataset.n_systems=1", "logger.csv.plots=false", "trainer.epochs=0"]
+    df = run.main(compose_cfg(one), tmp_path / "lstm")
+    assert (df.trained == False).all() and (df.epochs_run.dropna() == 0).all()  # noqa: E712
+    assert df.warning.str.startswith("untrained: trainer.epochs=0").all()
+    assert any("trainer.epochs=0: no epoch" in r.getMessage() for r in caplog.records)
+    on_disk = pd.read_csv(tmp_path / "lstm" / "results.csv")
+    assert (on_disk.trained == False).all()  # noqa: E712
+    base = run.main(compose_cfg([*one, "backbone=constant"]), tmp_path / "constant")
+    assert (base.trained == True).all() and "warning" not in base  # noqa: E712
