@@ -123,6 +123,8 @@ def validate(cfg: DictConfig) -> None:
     ar = _num(cfg, "dataset.anomaly_ratio")
     if ar is not None and not (isinstance(ar, (int, float)) and 0.0 < float(ar) < 100.0):
         raise ConfigError(f"dataset.anomaly_ratio={ar}; expected a percentage in (0, 100)")
+    if ar is None and "tslib" in (cfg.get("protocol") or {}):  # its threshold is that percentile
+        raise ConfigError("protocol=tslib needs dataset.anomaly_ratio (a percentage); dataset.anomaly_ratio=null")
     from madbench.fit import PRECISIONS, resolve_device, resolve_num_threads
 
     attribution.check(cfg, objective_class(cfg).has_residuals)
@@ -136,6 +138,37 @@ def validate(cfg: DictConfig) -> None:
     validate_after_score(cfg)
     if cfg.get("rescore"):  # the job's variants: refused now, not after training
         check_variants(cfg, [str(o) for o in cfg.rescore])
+
+
+def check_sizes(cfg: DictConfig, groups: list, spec, val_ratio: float) -> None:
+    """The refusals that need the data's sizes and nothing trained, for every entity before
+    the first model trains (an entity too short for one window, or a protocol that could
+    not evaluate an entity with its validation split, used to fail after hours of
+    training): ``groups`` are the job's lists of entities (one each, or one pooled list),
+    ``spec`` the training windows (madbench.data.windows.WindowSpec)."""
+    from madbench.data.windows import Windows
+    from madbench.errors import DataError
+    from madbench.scoring.scorers import RawScorer
+
+    for group in groups:  # before windowing: a series shorter than one window has none
+        for e in group:
+            for split, n, need in (("train", len(e.train), spec.span + 1), ("test", len(e.test), spec.span)):
+                if n < need:
+                    raise DataError(f"{e.meta.get('source', e.name)}: {split} has {n} rows; expected at least {need} "
+                                    f"for dataset.window={spec.window} (a shorter window, or longer series)")
+    # the protocols that calibrate a raw score on the validation split (a scorer with p-values
+    # of its own, scoring=m2ad, needs none)
+    protocols = [p for p in (P.build(str(name), OmegaConf.to_container(node, resolve=True) if node is not None else {})
+                             for name, node in cfg.protocol.items()) if hasattr(p, "check_validation_steps")]
+    if not protocols or not isinstance(build_scorer(cfg), RawScorer):
+        return
+    for group in groups:
+        # the validation steps as the job will mark them (the last val_ratio of the training
+        # windows' scored steps); CPU windows are views of the arrays, nothing is copied
+        starts = Windows([e.train for e in group], spec).val_start(val_ratio)
+        for e, start in zip(group, starts):
+            for p in protocols:
+                p.check_validation_steps(e.name, int(len(e.train) - start))
 
 
 def validate_after_score(cfg: DictConfig) -> None:

@@ -236,20 +236,25 @@ class M2ADProtocol(Protocol):
         self.calibration, self.level = calibration, float(level)
         self.detected: dict[str, list] = {}
 
-    def _raw_pvalues(self, e: EntityScores) -> np.ndarray:
-        """p-values of a raw score from the entity's validation scores."""
-        val = e.train_score[e.val_mask]
+    def check_validation_steps(self, entity: str, n: int) -> None:
+        """Refuse ``calibration=empirical`` on raw scores when ``n`` validation scores can
+        never give a p-value below alpha. It needs only the split sizes, so a job runs it
+        before training (``madbench.checks.check_sizes``) as well as on the scores."""
         alpha = self.alpha or DEFAULT_ALPHA
-        if self.calibration == "pot":
-            return PeaksOverThreshold(self.level, what=f"entity {e.name}: protocol.m2ad.calibration=pot").fit(
-                val).pvalues(e.score)
-        n = int(np.isfinite(val).sum())
-        if 1.0 / (1.0 + n) >= alpha:
+        if self.calibration == "empirical" and 1.0 / (1.0 + n) >= alpha:
             raise DataError(
-                f"entity {e.name}: protocol.m2ad.calibration=empirical cannot flag anything: with {n} validation "
+                f"entity {entity}: protocol.m2ad.calibration=empirical cannot flag anything: with {n} validation "
                 f"scores the smallest p-value is 1/{n + 1} = {1.0 / (1 + n):.2g}, not below alpha={alpha:g}; "
                 f"use protocol.m2ad.calibration=pot, alpha > {1.0 / (1 + n):.2g}, or at least {math.ceil(1 / alpha)} "
                 "validation steps")
+
+    def _raw_pvalues(self, e: EntityScores) -> np.ndarray:
+        """p-values of a raw score from the entity's validation scores."""
+        val = e.train_score[e.val_mask]
+        if self.calibration == "pot":
+            return PeaksOverThreshold(self.level, what=f"entity {e.name}: protocol.m2ad.calibration=pot").fit(
+                val).pvalues(e.score)
+        self.check_validation_steps(e.name, int(np.isfinite(val).sum()))
         return empirical_pvalues(val, e.score)
 
     def _flags(self, e: EntityScores) -> tuple[np.ndarray, str]:

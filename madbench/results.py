@@ -168,13 +168,21 @@ class RunResults:
 
     # -- the protocols ------------------------------------------------------------------
     def evaluate_protocols(self) -> list[dict]:
-        """Every configured protocol on the kept entity scores → result rows."""
+        """Every configured protocol on the kept entity scores → result rows. A protocol
+        that refuses the scores (a MadbenchError) fails its own rows only: one ``failed``
+        row that says why, and the other protocols' rows stay ``ok``."""
         cfg = self.cfg
         rows = []
         ratio = cfg.dataset.get("anomaly_ratio")
         for name, pcfg in cfg.protocol.items():
             proto = P.build(name, OmegaConf.to_container(pcfg, resolve=True))
-            rows += P.attach_interpretation(proto.evaluate(self.entity_scores, anomaly_ratio=ratio), self.entity_scores)
+            try:
+                found = proto.evaluate(self.entity_scores, anomaly_ratio=ratio)
+            except MadbenchError as e:
+                log.error("protocol %s failed: %s", name, e)
+                rows.append({"entity": "ALL", "aggregate": "", "protocol": name, "status": "failed", "error": str(e)})
+                continue
+            rows += P.attach_interpretation(found, self.entity_scores)
             if isinstance(proto, P.M2ADProtocol):
                 self.anomalies = [{"entity": k, "start": a, "end": b, "score": sc,
                                    "top_sensors": self._drivers(k, a, b)}
@@ -211,8 +219,9 @@ class RunResults:
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
         if not rows:  # failed before any entity was evaluated: one row per protocol
             rows = [{"entity": "ALL", "aggregate": "", "protocol": p} for p in (self.cfg.get("protocol") or {"none": 0})]
-        for r in rows:
-            r.update({k: v for k, v in base.items() if k not in r or k in ("status", "error")})
+        for r in rows:  # a protocol that failed on its own keeps its failed row (evaluate_protocols)
+            own = r.get("status") == "failed"
+            r.update({k: v for k, v in base.items() if k not in r or (k in ("status", "error") and not own)})
         if self.stored:
             rundir.write_scores(self.run_dir, rundir.StoredScores(
                 entities=list(self.stored.values()), window=int(self.cfg.dataset.window), config_hash=self.hash))
