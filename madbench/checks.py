@@ -134,6 +134,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.precision={prec}; expected one of {list(PRECISIONS)}")
     threads = _num(cfg, "trainer.num_threads")
     resolve_num_threads("auto" if threads is None else threads)
+    from madbench.progress import check_every
+
+    check_every(_num(cfg, "trainer.log_every_s"))
     check_compatible(cfg)
     validate_after_score(cfg)
     if cfg.get("rescore"):  # the job's variants: refused now, not after training

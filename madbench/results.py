@@ -24,6 +24,7 @@ from madbench import protocols as P
 from madbench import rundir
 from madbench.config import config_hash
 from madbench.errors import ConfigError, DataError, MadbenchError
+from madbench.progress import heartbeat
 from madbench.scoring import build_scorer
 from madbench.tracking.loggers import instantiate_loggers
 from madbench.tracking.plots import plot_attribution, plot_entity
@@ -146,9 +147,11 @@ class RunResults:
         cfg = self.cfg
         tr, te = final_part(cfg, tr), final_part(cfg, te)
         scorer = build_scorer(cfg)
+        every = OmegaConf.select(cfg, "trainer.log_every_s", default=30.0) or 0.0
         try:
-            scorer.fit(tr, sensors=sensors, groups=groups)
-            s_tr, s_te = scorer.transform(tr), scorer.transform(te)
+            with heartbeat(f"{name}: scoring={cfg.scoring.name}", float(every)):  # M2AD's fit can take minutes
+                scorer.fit(tr, sensors=sensors, groups=groups)
+                s_tr, s_te = scorer.transform(tr), scorer.transform(te)
         except ValueError as err:
             raise DataError(f"entity {name}: scoring={cfg.scoring.name}: {err}") from None
         for note in s_te.notes:
