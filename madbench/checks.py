@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from madbench import attribution
+from madbench import attribution, keys
 from madbench import protocols as P
-from madbench.config import build, node_without, objective_class
+from madbench.config import build, close_match, check_keys, declared_keys, node_without, objective_class
 from madbench.errors import ConfigError
 from madbench.overrides import apply_overrides, check_rescorable, expand
 from madbench.scoring import build_scorer
@@ -32,8 +32,72 @@ def _ratio(cfg, path: str) -> None:
         raise ConfigError(f"{path}={v}; expected a ratio in (0, 1)")
 
 
+#: nodes whose keys their own builders check (``validate_after_score``): a protocol's
+#: class, the scorer (which drops its group's metadata keys), and Hydra's own node
+BUILT_ELSEWHERE = ("hydra", "protocol", "scoring")
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """No key survives composition that nothing reads. A key is known when some config file
+    sets it or an interpolation reads it (``madbench.config.declared_keys``), when
+    ``madbench.keys`` declares it, or, inside a node with a ``_target_``, when the target
+    takes it (``+trainer.epoch=1`` is refused naming ``trainer.epoch`` and the trainer's
+    keys, not with a TypeError after the data is read). Hydra's hint for a typo, "To
+    append to your config use +bakbone=lstm", would otherwise run the default backbone."""
+    known = set(declared_keys())
+    for k in (*keys.ROLES, *keys.RECORDED):
+        parts = k.split(".")
+        known.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    _check_node(OmegaConf.to_container(cfg, resolve=False), "", known)
+
+
+def _check_node(node: dict, prefix: str, known: set) -> None:
+    if prefix and "_target_" in node:
+        _check_target(node, prefix.rstrip("."), known)
+        return
+    for k, v in node.items():
+        path = f"{prefix}{k}"
+        if path in BUILT_ELSEWHERE:
+            continue
+        if path not in known:
+            parent = prefix.rstrip(".")
+            siblings = sorted({d[len(prefix):] for d in known if d.startswith(prefix) and "." not in d[len(prefix):]}
+                              - set(BUILT_ELSEWHERE[:1]))
+            close = close_match(k, siblings)
+            if close and isinstance(node.get(close), dict) and not isinstance(v, (dict, list)):
+                close = f"{close}={v}"  # a group is chosen as group=option
+            hint = f"did you mean {close}? " if close else ""
+            raise ConfigError(f"{path}: unknown key, nothing reads it; {hint}"
+                              f"{parent + ' keys' if parent else 'top-level keys'}: {', '.join(siblings)}")
+        if isinstance(v, dict):
+            _check_node(v, f"{path}.", known)
+
+
+def _check_target(node: dict, path: str, known: set) -> None:
+    """A ``_target_`` node's keys against what its target takes (a group's ``name`` label,
+    which the builder drops, excepted), then its own ``_target_`` sub-nodes."""
+    from hydra.utils import get_object
+
+    target = str(node["_target_"])
+    if "${" in target:
+        return
+    try:
+        obj = get_object(target)
+    except Exception as e:
+        raise ConfigError(f"{path}._target_={target!r}: cannot import it ({e})") from None
+    params = {k: v for k, v in node.items() if not (k == "name" and f"{path}.name" in known)}
+    try:
+        check_keys(obj, params, path, partial=bool(node.get("_partial_")))
+    except (TypeError, ValueError):  # a signature inspect cannot read (a builtin)
+        return
+    for k, v in node.items():
+        if isinstance(v, dict) and "_target_" in v:
+            _check_target(v, f"{path}.{k}", known)
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError (one line: the field and what is allowed) on the first bad value."""
+    check_known_keys(cfg)
     window = _num(cfg, "dataset.window")
     if not isinstance(window, int) or window <= 1:
         raise ConfigError(f"dataset.window={window}; expected an integer > 1")
@@ -48,7 +112,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"dataset.refit_scaler_on_test={refit}; expected true or false")
     epochs = _num(cfg, "trainer.epochs")
     if not isinstance(epochs, int) or epochs < 0:
-        raise ConfigError(f"trainer.epochs={epochs}; expected an integer >= 0")
+        raise ConfigError(f"trainer.epochs={epochs}; expected an integer >= 0 (0: score the untrained model)")
     bs = _num(cfg, "trainer.batch_size")
     if not isinstance(bs, int) or bs < 1:
         raise ConfigError(f"trainer.batch_size={bs}; expected an integer >= 1")
@@ -59,6 +123,8 @@ def validate(cfg: DictConfig) -> None:
     ar = _num(cfg, "dataset.anomaly_ratio")
     if ar is not None and not (isinstance(ar, (int, float)) and 0.0 < float(ar) < 100.0):
         raise ConfigError(f"dataset.anomaly_ratio={ar}; expected a percentage in (0, 100)")
+    if ar is None and "tslib" in (cfg.get("protocol") or {}):  # its threshold is that percentile
+        raise ConfigError("protocol=tslib needs dataset.anomaly_ratio (a percentage); dataset.anomaly_ratio=null")
     from madbench.fit import PRECISIONS, resolve_device, resolve_num_threads
 
     attribution.check(cfg, objective_class(cfg).has_residuals)
@@ -68,10 +134,45 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.precision={prec}; expected one of {list(PRECISIONS)}")
     threads = _num(cfg, "trainer.num_threads")
     resolve_num_threads("auto" if threads is None else threads)
+    from madbench.progress import check_every
+
+    check_every(_num(cfg, "trainer.log_every_s"))
     check_compatible(cfg)
     validate_after_score(cfg)
     if cfg.get("rescore"):  # the job's variants: refused now, not after training
         check_variants(cfg, [str(o) for o in cfg.rescore])
+
+
+def check_sizes(cfg: DictConfig, groups: list, spec, val_ratio: float) -> None:
+    """The refusals that need the data's sizes and nothing trained, for every entity before
+    the first model trains (an entity too short for one window, or a protocol that could
+    not evaluate an entity with its validation split, used to fail after hours of
+    training): ``groups`` are the job's lists of entities (one each, or one pooled list),
+    ``spec`` the training windows (madbench.data.windows.WindowSpec)."""
+    from madbench.data.windows import Windows
+    from madbench.errors import DataError
+    from madbench.scoring.scorers import RawScorer
+
+    for group in groups:  # before windowing: a series shorter than one window has none
+        for e in group:
+            for split, n, need in (("train", len(e.train), spec.span + 1), ("test", len(e.test), spec.span)):
+                if n < need:
+                    raise DataError(f"{e.meta.get('source', e.name)}: {split} has {n} rows; expected at least {need} "
+                                    f"for dataset.window={spec.window} (a shorter window, or longer series)")
+    # a raw score calibrated on the validation split: the empirical p-value's floor is known
+    # from the split sizes (a scorer with p-values of its own, scoring=m2ad, needs none)
+    scorer = build_scorer(cfg)
+    if not isinstance(scorer, RawScorer) or scorer.calibration != "empirical":
+        return
+    for group in groups:
+        # the validation steps as the job will mark them (the last val_ratio of the training
+        # windows' scored steps); CPU windows are views of the arrays, nothing is copied
+        starts = Windows([e.train for e in group], spec).val_start(val_ratio)
+        for e, start in zip(group, starts):
+            try:
+                scorer.check_validation_steps(int(len(e.train) - start))
+            except ValueError as err:
+                raise DataError(f"entity {e.name}: {err}") from None
 
 
 def validate_after_score(cfg: DictConfig) -> None:

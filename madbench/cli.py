@@ -49,6 +49,7 @@ def _hydra_main(cfg: DictConfig):
             log.error("%s (run dir %s)", msg, run_dir)
             return None  # a sweeper records a failed trial (NaN would crash the Optuna sweeper)
         print(msg, file=sys.stderr)
+        discard_refused(run_dir, f"{hc.job.name}.log", msg)
         sys.exit(1)
     except Exception:
         if multirun:
@@ -57,7 +58,37 @@ def _hydra_main(cfg: DictConfig):
         raise
     src = result_dir(run_dir)
     print_summary(df, src, note=None if src == run_dir else "skip_done: this config was already run there")
+    failed = df[df["status"] != "ok"]
+    if len(failed) and not multirun:  # a protocol that failed on its own; the others' rows are written
+        print(f"madbench: error: protocol {failed['protocol'].iloc[0]}: {failed['error'].iloc[0]}", file=sys.stderr)
+        sys.exit(1)
     return _objective_value(run_dir, metric) if metric else None
+
+
+#: what Hydra writes into a run dir before the job's function runs
+HYDRA_FILES = {"config.yaml", "hydra.yaml", "overrides.yaml"}
+
+
+def discard_refused(run_dir: Path, log_name: str, line: str) -> None:
+    """A refused single run leaves no run dir, or one that says why. Hydra makes the dir
+    (``.hydra/``, the job's log) before the config can be checked; holding only that, it is
+    removed (an hour of typos once left 13 such dirs with an empty log). A refusal that
+    needed the data wrote ``results.csv``, which says why; any other dir (a ``hydra.run.dir``
+    that held files already) gets ``refused.txt`` with the line."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or (run_dir / "results.csv").exists():
+        return
+    hydra_dir = run_dir / ".hydra"
+    only_hydra = (all(p.name in (".hydra", log_name) for p in run_dir.iterdir())
+                  and (not hydra_dir.exists() or all(p.name in HYDRA_FILES for p in hydra_dir.iterdir())))
+    if only_hydra:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        from madbench.rundir import atomic_write
+
+        atomic_write(run_dir / "refused.txt", lambda p: Path(p).write_text(line + "\n"))
 
 
 def result_dir(run_dir: Path) -> Path:

@@ -6,7 +6,9 @@ which need every stage, are in ``madbench.checks``.
 """
 from __future__ import annotations
 
+import functools
 import inspect
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -41,17 +43,109 @@ def config_hash(cfg: DictConfig) -> str:
     return keys.digest(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
 
 
-def check_keys(target, params: dict, prefix: str) -> None:
+def check_keys(target, params: dict, prefix: str, partial: bool = False) -> None:
     """Refuse a key that ``target`` (a class or function) does not take, naming it: a typo
     (``protocol.m2ad.alhpa``) would otherwise be ignored or silently become a new config.
-    Hydra's own keys (``_target_``, ``_partial_``, ...) are not parameters."""
+    Hydra's own keys (``_target_``, ``_partial_``, ...) are not parameters. ``partial``: the
+    node is a ``_partial_`` whose caller gives the parameters without a default (a
+    backbone's ``n_inputs``): the config may not set them, and the message does not offer
+    them."""
     params_ = inspect.signature(target).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in params_):
         return
-    allowed = [p.name for p in params_ if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
+    allowed = [p.name for p in params_ if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+               and not (partial and p.default is p.empty)]
     unknown = [k for k in params if not str(k).startswith("_") and k not in allowed]
     if unknown:
-        raise ConfigError(f"{prefix}.{unknown[0]}: unknown key; expected one of {', '.join(allowed) or '(none)'}")
+        raise ConfigError(f"{prefix}.{unknown[0]}: unknown key; expected one of {', '.join(allowed) or '(none)'}"
+                          f"{did_you_mean(unknown[0], allowed)}")
+
+
+def close_match(key, known) -> str | None:
+    """The known key a typo most likely meant, if one is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def did_you_mean(key, known) -> str:
+    close = close_match(key, known)
+    return f" (did you mean {close}?)" if close else ""
+
+
+#: an interpolation's key: ``${dataset.window}``, ``${oc.select:backbone.recipe.lr,1e-3}``
+_READ = re.compile(r"\$\{(?:oc\.select:)?([A-Za-z_][\w.]*)")
+#: a defaults-list entry that places a group elsewhere: ``optional per_dataset@backbone``
+_PLACED = re.compile(r"^(?:optional\s+|override\s+)*/?([\w/]+)@([\w.]+)")
+_HEADER = re.compile(r"^#\s*@package\s+(\S+)", re.MULTILINE)
+
+
+def _package(header: str | None, group: str) -> str:
+    """The dotted node a group file's keys land in (Hydra's ``@package`` rules)."""
+    if header is None:
+        return group.replace("/", ".")
+    for alias, to in (("_global_", ""), ("_group_", group.replace("/", "."))):
+        if header == alias or header.startswith(alias + "."):
+            rest = header[len(alias):].lstrip(".")
+            return ".".join(p for p in (to, rest) if p)
+    return header
+
+
+@functools.lru_cache(maxsize=None)
+def declared_keys(config_dir: Path = CONFIG_DIR) -> frozenset[str]:
+    """Every dotted key that some file under ``config_dir`` sets (in the node its group's
+    package puts it, ``@package`` headers and ``group@node`` defaults entries included) or
+    reads through an interpolation (``${oc.select:backbone.recipe.lr,...}``), with every
+    node above it. A composed config's key outside this set was added by hand (``+key``)
+    and nothing reads it; ``madbench.checks`` refuses it. The ``hydra`` group is Hydra's."""
+    import yaml
+
+    files = sorted(Path(config_dir).rglob("*.yaml"))
+    texts = {f: f.read_text() for f in files}
+    placed = {}
+    for text in texts.values():
+        for entry in (yaml.safe_load(text) or {}).get("defaults") or []:
+            m = _PLACED.match(next(iter(entry)) if isinstance(entry, dict) else str(entry))
+            if m:
+                placed[m.group(1)] = _package(m.group(2), m.group(1))
+    out: set[str] = set()
+
+    def add(path: str) -> None:
+        parts = [p for p in path.split(".") if p]
+        out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+
+    def reads(value) -> None:
+        if isinstance(value, str):
+            for key in _READ.findall(value):
+                if not key.startswith(("oc.", "now", "hydra")):
+                    add(key.rstrip("."))
+        elif isinstance(value, list):
+            for v in value:
+                reads(v)
+
+    def walk(node: dict, prefix: str) -> None:
+        for k, v in node.items():
+            if not prefix and k == "hydra":  # Hydra's own config (a sweep's params, its mode)
+                continue
+            add(f"{prefix}{k}")
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                reads(v)
+
+    for f, text in texts.items():
+        group = "/".join(f.relative_to(config_dir).parts[:-1])
+        if group.split("/")[0] == "hydra":
+            continue
+        header = _HEADER.search(text.split("\n\n")[0])  # Hydra reads it in the file's first comment block
+        pkg = _package(header.group(1) if header else None, group) if group else ""
+        if not header and group in placed:
+            pkg = placed[group]
+        content = yaml.safe_load(text) or {}
+        content.pop("defaults", None)  # the defaults list chooses groups; it sets no key
+        walk(content, f"{pkg}." if pkg else "")
+    return frozenset(out)
 
 
 def objective_class(cfg: DictConfig):

@@ -18,11 +18,11 @@ from functools import partial
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from madbench.data.windows import Windows
 from madbench.errors import ConfigError, TrainingError
 from madbench.memory import ALLOCATORS, bytes_per_window, format_bytes, parse_bytes, set_allocator
+from madbench.progress import Progress, check_every, heartbeat
 from madbench.scoring.base import SeriesScores
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class Trainer:
                  grad_clip: float | None = None, progress: bool = True, inject_nan_loss: bool = False,
                  seed: int = 0, min_delta: float = 0.0, lr_decay: float | None = None,
                  compile: bool | str = False, num_threads: int | str = "auto",
-                 eval_batch_bytes: int | str = "128MiB", allocator: str = "reuse"):
+                 eval_batch_bytes: int | str = "128MiB", allocator: str = "reuse", log_every_s: float | None = 30.0):
         self.epochs = int(epochs)
         self.batch_size = int(batch_size)
         self.patience = patience
@@ -150,6 +150,8 @@ class Trainer:
         self._eval_windows: dict[tuple, int] = {}
         self.grad_clip = grad_clip
         self.progress = progress
+        #: in a log (no terminal), a progress line at most this often per long stage
+        self.log_every_s = check_every(log_every_s)
         self.inject_nan_loss = inject_nan_loss
         self.seed = seed
         self.min_delta = float(min_delta)
@@ -260,11 +262,15 @@ class Trainer:
         if self.device.type == "cuda" and self.precision == "16":
             ctx.scaler = torch.amp.GradScaler("cuda")
         detector.train()
-        detector.on_fit_start(ctx)
+        with heartbeat(f"{desc}: on_fit_start", self.log_every_s):  # e.g. a centre or a baseline from a pass over train
+            detector.on_fit_start(ctx)
         if not detector.trains_by_gradient:
             # everything was fitted in on_fit_start (a baseline's statistics): no epochs
             log.info("%s: no parameter to train by gradient descent; fitted in one pass, no epochs", desc)
             return []
+        if self.epochs == 0:  # a deliberate floor: the initial weights; the result rows say trained=false
+            log.warning("%s: trainer.epochs=0: no epoch; the detector is scored with its initial weights "
+                        "(result rows: trained=false)", desc)
         self._optimizers(detector, ctx)
         history: list[dict] = []
         best, best_state, stale = math.inf, None, 0
@@ -275,8 +281,7 @@ class Trainer:
             order = rng.permutation(tr_idx)
             sums, n = {}, 0
             batches = range(0, len(order), self.batch_size)
-            bar = tqdm(batches, desc=f"{desc} epoch {epoch}/{self.epochs}", leave=False,
-                       disable=bar_disabled(self.progress), unit="batch")
+            bar = Progress(batches, f"{desc} epoch {epoch}/{self.epochs}", bar=self.progress, every_s=self.log_every_s)
             for i, b in enumerate(bar, start=1):
                 idx = order[b:b + self.batch_size]
                 ctx.batch_index, ctx._stepped = i, False
@@ -285,7 +290,7 @@ class Trainer:
                     ctx.scaler.update()
                 _accumulate(sums, losses, len(idx))
                 n += len(idx)
-                bar.set_postfix(loss=f"{sums['loss'] / n:.4g}", refresh=False)
+                bar.set_postfix(loss=f"{sums['loss'] / n:.4g}")
             bar.close()
             train = {k: v / max(n, 1) for k, v in sums.items()}
             ctx.stage = "val"
@@ -323,7 +328,8 @@ class Trainer:
         detector.eval()
         sums = {}
         size = self.eval_windows(detector, windows, input_cols, sensor_cols)
-        for b in range(0, len(idx), size):
+        for b in Progress(range(0, len(idx), size), f"{ctx.desc} epoch {ctx.epoch} validation", bar=False,
+                          every_s=self.log_every_s):
             j = idx[b:b + size]
             ctx.batch_index = b // size + 1
             _accumulate(sums, detector.validation_step(self.batch(windows, j, input_cols, sensor_cols), ctx), len(j))
@@ -353,8 +359,7 @@ class Trainer:
         offsets = torch.as_tensor(windows.spec.score_offsets(), device=dev)
         idx_all = np.arange(len(windows))
         size = self.eval_windows(detector, windows, input_cols, sensor_cols)
-        for b in tqdm(range(0, len(idx_all), size), desc=desc, leave=False,
-                      disable=bar_disabled(self.progress), unit="batch"):
+        for b in Progress(range(0, len(idx_all), size), desc, bar=self.progress, every_s=self.log_every_s):
             j = idx_all[b:b + size]
             batch = self.batch(windows, j, input_cols, sensor_cols)
             out = detector(batch["x"])

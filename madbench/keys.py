@@ -29,7 +29,7 @@ import json
 LABEL = ("name", "experiment_name", "pipeline_name", "arm", "tags")
 RUNTIME = ("paths", "logger", "hydra", "skip_done", "optimize_metric", "rescore", "rescored_from",
            "trainer.progress", "trainer.eval_batch_size", "trainer.eval_batch_bytes", "trainer.allocator",
-           "trainer.device", "trainer.num_threads")
+           "trainer.device", "trainer.num_threads", "trainer.log_every_s")
 POST_SCORE = ("scoring", "protocol", "attribution", "dataset.anomaly_ratio", "head.score")
 #: keys every collected table carries as ``config.<key>`` columns whether or not they differ
 #: between its runs (madbench.tracking.collect): the ones the reports read by name, and the
@@ -38,6 +38,8 @@ REPORTED = ("seed", "device_type", "dataset.window", "dataset.stride", "dataset.
             "backbone.baseline", "head.k", "head.score", "head.mapping", "scoring.error", "scoring.distribution",
             "scoring.calibration", "scoring.two_sided", "scoring.alpha", "protocol.m2ad.grouping",
             "protocol.m2ad.padding", "protocol.m2ad.bridge", "scoring.pot_level")
+#: keys a job writes into its own config (``madbench.run.record_device_type``), which no config file sets
+RECORDED = ("device_type",)
 ROLES = {**{k: "label" for k in LABEL}, **{k: "runtime" for k in RUNTIME}, **{k: "post_score" for k in POST_SCORE}}
 #: the roles config_hash reads (the others never change a number)
 HASHED_ROLES = ("training", "post_score")

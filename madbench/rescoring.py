@@ -53,7 +53,7 @@ from madbench.tracking.summary import print_summary
 
 log = logging.getLogger("madbench")
 #: per-entity size/timing columns a variant inherits from the run it re-scores
-SIZE_COLUMNS = ("n_train", "n_test", "n_sensors", "n_inputs", "epochs_run", "fit_seconds", "score_seconds")
+SIZE_COLUMNS = ("n_train", "n_test", "n_sensors", "n_inputs", "epochs_run", "trained", "fit_seconds", "score_seconds")
 
 
 # -- reading a run dir ---------------------------------------------------------------------

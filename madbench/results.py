@@ -24,11 +24,23 @@ from madbench import protocols as P
 from madbench import rundir
 from madbench.config import config_hash
 from madbench.errors import ConfigError, DataError, MadbenchError
+from madbench.progress import heartbeat
 from madbench.scoring import build_scorer
 from madbench.tracking.loggers import instantiate_loggers
 from madbench.tracking.plots import plot_attribution, plot_entity
 
 log = logging.getLogger("madbench")
+
+
+#: the warning of a result row whose detector ran no epoch (trainer.epochs=0)
+UNTRAINED = "untrained: trainer.epochs=0 scored the initial weights"
+
+
+def trained(sizes: dict) -> bool:
+    """Whether an entity's detector was trained (its ``trained`` size; true when the row
+    does not say, as rows written before the column existed)."""
+    v = sizes.get("trained", True)
+    return not (v is False or str(v).strip().lower() in ("false", "0", "0.0"))
 
 
 def default_score_part(head_name: str) -> str:
@@ -135,9 +147,11 @@ class RunResults:
         cfg = self.cfg
         tr, te = final_part(cfg, tr), final_part(cfg, te)
         scorer = build_scorer(cfg)
+        every = OmegaConf.select(cfg, "trainer.log_every_s", default=30.0) or 0.0
         try:
-            scorer.fit(tr, sensors=sensors, groups=groups, val_mask=val_mask)
-            s_tr, s_te = scorer.transform(tr), scorer.transform(te)
+            with heartbeat(f"{name}: scoring={cfg.scoring.name}", float(every)):  # M2AD's fit can take minutes
+                scorer.fit(tr, sensors=sensors, groups=groups, val_mask=val_mask)
+                s_tr, s_te = scorer.transform(tr), scorer.transform(te)
         except ValueError as err:
             raise DataError(f"entity {name}: scoring={cfg.scoring.name}: {err}") from None
         for note in s_te.notes:
@@ -157,26 +171,40 @@ class RunResults:
 
     # -- the protocols ------------------------------------------------------------------
     def evaluate_protocols(self) -> list[dict]:
-        """Every configured protocol on the kept entity scores → result rows."""
+        """Every configured protocol on the kept entity scores → result rows. A protocol
+        that refuses the scores (a MadbenchError) fails its own rows only: one ``failed``
+        row that says why, and the other protocols' rows stay ``ok``."""
         cfg = self.cfg
         rows = []
         ratio = cfg.dataset.get("anomaly_ratio")
         for name, pcfg in cfg.protocol.items():
             proto = P.build(name, OmegaConf.to_container(pcfg, resolve=True))
-            rows += P.attach_interpretation(proto.evaluate(self.entity_scores, anomaly_ratio=ratio), self.entity_scores)
+            try:
+                found = proto.evaluate(self.entity_scores, anomaly_ratio=ratio)
+            except MadbenchError as e:
+                log.error("protocol %s failed: %s", name, e)
+                rows.append({"entity": "ALL", "aggregate": "", "protocol": name, "status": "failed", "error": str(e)})
+                continue
+            rows += P.attach_interpretation(found, self.entity_scores)
             if isinstance(proto, P.M2ADProtocol):
                 self.anomalies = [{"entity": k, "start": a, "end": b, "score": sc,
                                    "top_sensors": self._drivers(k, a, b)}
                                   for k, found in proto.detected.items() for a, b, sc in found]
-        status = {es.name: es.status for es in self.entity_scores}
-        for r in rows:
-            if status.get(r["entity"], "ok") != "ok":
-                r["warning"] = (f"{status[r['entity']]}: the scoring stage could not calibrate this entity's scores (no "
-                                f"variance or no tail in its train/validation scores); nothing flagged")
+        notes = {es.name: [f"{es.status}: the scoring stage could not calibrate this entity's scores (no variance or no tail in "
+                          f"its train/validation scores); nothing flagged"] if es.status != "ok" else []
+                 for es in self.entity_scores}
+        untrained = [name for name, s in self.sizes.items() if not trained(s)]
+        for name in untrained:
+            notes.setdefault(name, []).append(UNTRAINED)
         for r in rows:
             r.update(self.sizes.get(r["entity"], {}))
+            if notes.get(r["entity"]):
+                r["warning"] = "; ".join(notes[r["entity"]])
             if r["entity"] == "ALL":
                 r.setdefault("n_entities", len(self.entity_scores))
+                r["trained"] = not untrained
+                if untrained:
+                    r["warning"] = UNTRAINED
         return rows
 
     def _drivers(self, entity: str, start: int, end: int) -> str:
@@ -195,8 +223,9 @@ class RunResults:
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
         if not rows:  # failed before any entity was evaluated: one row per protocol
             rows = [{"entity": "ALL", "aggregate": "", "protocol": p} for p in (self.cfg.get("protocol") or {"none": 0})]
-        for r in rows:
-            r.update({k: v for k, v in base.items() if k not in r or k in ("status", "error")})
+        for r in rows:  # a protocol that failed on its own keeps its failed row (evaluate_protocols)
+            own = r.get("status") == "failed"
+            r.update({k: v for k, v in base.items() if k not in r or (k in ("status", "error") and not own)})
         if self.stored:
             rundir.write_scores(self.run_dir, rundir.StoredScores(
                 entities=list(self.stored.values()), window=int(self.cfg.dataset.window), config_hash=self.hash))

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm.auto import tqdm
 
 from madbench import attribution, rundir
-from madbench.checks import validate
+from madbench.checks import check_sizes, validate
 from madbench.config import build, node_without
 from madbench.data.entity import Entity
 from madbench.data.preprocess import Preprocessor
@@ -118,6 +118,7 @@ class Job:
         score_spec = WindowSpec(window=spec.window, stride=1, horizon=spec.horizon, gap=spec.gap)
         trainer = build(cfg.trainer, "trainer")
         groups = _groups(entities, bool(cfg.dataset.get("pooled", False)))
+        check_sizes(cfg, groups, spec, trainer.val_ratio)
         bar = tqdm(groups, desc=f"{cfg.dataset.name} entities", unit="model",
                    disable=True if len(groups) == 1 else bar_disabled(trainer.progress))
         for group in bar:
@@ -132,11 +133,6 @@ class Job:
         seed_everything(int(cfg.seed), deterministic=trainer.device.type == "cpu")
         detector = build_detector(cfg, first.n_inputs, first.n_sensors, spec.window)
         inputs, sensors = first.input_idx, first.sensor_idx
-        for e in group:  # before windowing: a series shorter than one window has none
-            for split, n, need in (("train", len(e.train), spec.span + 1), ("test", len(e.test), spec.span)):
-                if n < need:
-                    raise DataError(f"{e.meta.get('source', e.name)}: {split} has {n} rows; expected at least {need} "
-                                    f"for dataset.window={spec.window} (a shorter window, or longer series)")
         train_w = Windows([e.train for e in group], spec, device=trainer.device)
         t0 = time.perf_counter()
         history = trainer.fit(detector, train_w, inputs, sensors, desc=label, on_epoch=self.results.on_epoch(label))
@@ -160,7 +156,8 @@ class Job:
             val_mask = np.zeros(len(e.train), dtype=bool)
             val_mask[vs:] = True
             sizes = {"n_train": len(e.train), "n_test": len(e.test), "n_sensors": e.n_sensors, "n_inputs": e.n_inputs,
-                     "epochs_run": len(history), "fit_seconds": fit_s / len(group), "score_seconds": score_s / len(group)}
+                     "epochs_run": len(history), "trained": bool(history) or not detector.trains_by_gradient,
+                     "fit_seconds": fit_s / len(group), "score_seconds": score_s / len(group)}
             if grad is not None:
                 sizes["attribution_seconds"] = attribution_s / len(group)
             self.results.add_scores(e.name, e.labels, e.sensors, e.meta.get("groups"), tr, te, val_mask, spec.window,

@@ -47,8 +47,10 @@ SCORES_VERSION = 2
 
 ID_COLUMNS = ["run_id", "config_hash", "seed", "name", "pipeline", "arm", "dataset", "backbone", "objective", "head",
               "scoring", "protocol", "entity", "aggregate", "status", "error"]
+# trained: false when a detector that learns by gradient descent ran no epoch
+# (trainer.epochs=0): its scores are its initial weights
 SIZE_COLUMNS = ["n_entities", "n_train", "n_test", "n_sensors", "n_inputs", "n_scored", "n_missing", "epochs_run",
-                "fit_seconds", "score_seconds", "total_seconds", "finished_at"]
+                "trained", "fit_seconds", "score_seconds", "total_seconds", "finished_at"]
 # the interpretation columns rank sensors against test labels (never a threshold); empty
 # where the dataset names no ground-truth sensors
 RESULT_COLUMNS = ID_COLUMNS + SIZE_COLUMNS + ["threshold", "threshold_uses_test_labels"] + list(METRIC_COLUMNS) \

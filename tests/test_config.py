@@ -260,3 +260,55 @@ def test_grid_asks_for_the_m2ad_arm_exactly_where_the_objective_has_residuals():
         validate(cfg)  # the rescore list is checked here too: nothing the sweep runs is refused
         assert list(cfg.rescore) == rescore and cfg.scoring.name == "raw"
         assert list(cfg.protocol) == ["strict", "madcluster", "m2ad", "tslib"]
+
+
+# -- no key survives composition that nothing reads (issue 28) --------------------------------
+@pytest.mark.parametrize("override, message", [
+    # Hydra's own hint for the typo `bakbone=lstm` is "+bakbone=lstm", which ran the default backbone
+    ("+bakbone=lstm", "bakbone: unknown key, nothing reads it; did you mean backbone=lstm? top-level keys: arm, "),
+    # a TypeError from Trainer.__init__ after the data was read, before
+    ("+trainer.epoch=1", "trainer.epoch: unknown key; expected one of epochs, batch_size, "),
+    ("+trainer.optimizer.lrr=0.1", "trainer.optimizer.lrr: unknown key; expected one of lr, betas, "),
+    # a backbone's own keys; the sizes the runner gives (n_inputs, n_outputs, window) are not offered
+    ("+backbone.model.hiden=8", "backbone.model.hiden: unknown key; expected one of horizon, hidden, layers, dropout "
+                                "(did you mean hidden?)"),
+    ("+dataset.windw=50", "dataset.windw: unknown key, nothing reads it; did you mean window? dataset keys: "),
+    ("+dataset.loader.n_system=3", "dataset.loader.n_system: unknown key; expected one of n_systems, "),
+    ("+objective.alpha=1", "objective.alpha: unknown key; expected one of (none)"),  # forecast takes none
+    ("+logger.csv.plot=false", "logger.csv.plot: unknown key, nothing reads it; did you mean plots? logger.csv keys: "
+                               "plots"),
+])
+def test_a_key_nothing_reads_is_refused_in_the_users_words(override, message):
+    with pytest.raises(ConfigError) as e:
+        validate(compose_cfg([override]))
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_keys_a_config_file_sets_or_reads_are_known():
+    """What the shipped configs set, what an interpolation reads (`backbone.recipe.lr`), the
+    keys madbench.keys declares and a job's own `device_type` are all accepted."""
+    from madbench.checks import check_known_keys
+    from madbench.config import declared_keys
+
+    declared = declared_keys()
+    # set by an experiment (a _global_ package), placed by a defaults entry (sizes@backbone.model),
+    # read by an interpolation only (no backbone sets grad_clip in its recipe)
+    assert {"dataset.forecast_gap", "pipeline_name", "backbone.model.hidden",
+            "backbone.recipe.grad_clip", "logger.csv.plots"} <= declared
+    assert not any(k.startswith("hydra.") or k.endswith(".defaults") or k == "defaults" for k in declared)
+    cfg = compose_cfg(["+dataset.forecast_gap=1", "+backbone.recipe.grad_clip=1.0", "+tags=[a]"])
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        cfg.device_type = "cpu"
+    check_known_keys(cfg)
+
+
+@pytest.mark.parametrize("group", ["backbone", "experiment", "pipeline", "arm", "dataset", "head", "scoring",
+                                   "objective"])
+def test_every_shipped_option_has_only_known_keys(group):
+    from madbench.checks import check_known_keys
+
+    for opt in options(group):
+        check_known_keys(compose_cfg([f"{group}={opt}"]))
+    check_known_keys(compose_cfg(["hparams_search=optuna"]))

@@ -15,7 +15,8 @@ PKG = Path(__file__).resolve().parents[1] / "madbench"
 
 #: floor → module prefixes (a package name covers its modules); the most specific prefix wins
 FLOORS = {
-    0: ["madbench.errors", "madbench.keys", "madbench.paired", "madbench.metrics", "madbench.paper"],
+    0: ["madbench.errors", "madbench.keys", "madbench.paired", "madbench.metrics", "madbench.paper",
+        "madbench.progress"],
     1: ["madbench.config"],
     2: ["madbench.data", "madbench.models", "madbench.objectives", "madbench.heads", "madbench.scoring",
         "madbench.detector", "madbench.fit", "madbench.memory"],

@@ -50,7 +50,7 @@ def test_result_schema(tiny_run):
     on_disk = pd.read_csv(d / "results.csv")
     assert list(on_disk.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     assert set(METRIC_COLUMNS) <= set(on_disk.columns)
-    assert (on_disk.status == "ok").all()
+    assert (on_disk.status == "ok").all() and (on_disk.trained == True).all()  # noqa: E712
     # one row per entity × protocol, plus ALL rows (strict: micro and macro)
     per_entity = on_disk[on_disk.entity != "ALL"]
     assert len(per_entity) == 2 * 4
@@ -218,7 +218,7 @@ def test_a_refused_config_is_one_line_before_training_and_leaves_nothing_to_coll
     assert p.stderr.strip().splitlines()[-1] == ("madbench: error: scoring.calibration='gama'; expected one of gamma, "
                                                  "chi2, std4")
     assert "epochs in" not in p.stdout + p.stderr  # nothing was trained
-    assert not (tmp_path / "run" / "results.csv").exists() and not (tmp_path / "run" / "config.yaml").exists()
+    assert not (tmp_path / "run").exists()  # Hydra made it; a refusal leaves none
     with pytest.raises(DataError, match="no run dir"):  # nothing to collect: said, not an empty table
         collect(tmp_path)
 
@@ -251,3 +251,99 @@ def test_a_skipped_job_points_at_the_results_it_reuses(tmp_path):
     line = next(ln for ln in p.stdout.splitlines() if "results:" in ln)
     assert f"results: {first.resolve()}/results.csv (skip_done: this config was already run there)" in line
     assert (first / "results.csv").exists() and not (tmp_path / "runs" / "second" / "results.csv").exists()
+
+
+def test_epochs_0_scores_the_untrained_model_and_every_row_says_so(tmp_path, caplog):
+    """trainer.epochs=0 used to be an ordinary ok run ("0 epochs in 0 s", F1 0.211). It is
+    the untrained floor on purpose: the rows say trained=false, with a warning; a baseline
+    that is fitted without gradient descent runs no epoch either and is trained."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="madbench")
+    one = ["dataset.n_systems=1", "logger.csv.plots=false", "trainer.epochs=0"]
+    df = run.main(compose_cfg(one), tmp_path / "lstm")
+    assert (df.trained == False).all() and (df.epochs_run.dropna() == 0).all()  # noqa: E712
+    assert df.warning.str.startswith("untrained: trainer.epochs=0").all()
+    assert any("trainer.epochs=0: no epoch" in r.getMessage() for r in caplog.records)
+    on_disk = pd.read_csv(tmp_path / "lstm" / "results.csv")
+    assert (on_disk.trained == False).all()  # noqa: E712
+    base = run.main(compose_cfg([*one, "backbone=constant"]), tmp_path / "constant")
+    assert (base.trained == True).all() and "warning" not in base  # noqa: E712
+
+
+# -- refusals before the work; one protocol's refusal fails only its rows (issue 28) -----------
+def test_a_protocol_refusal_that_needs_only_the_split_sizes_comes_before_training(tmp_path, monkeypatch):
+    """`scoring.calibration=empirical` (formerly protocol.m2ad.calibration) with too few
+    validation steps for alpha used to be refused after training (108 s on MSL C-1), and took the strict rows down with it."""
+    from madbench.fit import Trainer
+
+    def no_fit(*a, **kw):
+        raise AssertionError("trained before the refusal")
+
+    monkeypatch.setattr(Trainer, "fit", no_fit)
+    cfg = compose_cfg(["dataset.n_systems=1", "protocol=[strict,m2ad]", "scoring.calibration=empirical"])
+    with pytest.raises(DataError) as e:
+        run.main(cfg, tmp_path)
+    # 400 train steps, window 20: 380 training windows, the last 20% (76) score the validation steps
+    assert str(e.value).startswith("entity sys0: scoring.calibration=empirical cannot raise an alarm: with 76 "
+                                   "validation scores the smallest p-value is 1/77")
+    assert (pd.read_csv(tmp_path / "results.csv").error == str(e.value)).all()
+    # a larger alpha can flag with 76 steps: nothing refused (the fit is stubbed, so only the check runs)
+    from madbench.checks import check_sizes
+    from madbench.data.windows import WindowSpec
+
+    ok = compose_cfg(["dataset.n_systems=1", "protocol=[m2ad]", "scoring.calibration=empirical",
+                      "scoring.alpha=0.02"])
+    check_sizes(ok, [[e] for e in run.load_entities(ok)], WindowSpec(window=20, stride=1, horizon=1), 0.2)
+
+
+def test_a_protocol_that_refuses_the_scores_fails_its_own_rows_only(tmp_path):
+    """A refusal the config could not predict (here: scores stored without the scoring
+    stage's alarms) fails the m2ad rows; the strict rows are written ok beside them."""
+    from madbench import protocols as P
+    from madbench.results import RunResults
+
+    cfg = compose_cfg(["protocol=[strict,m2ad]", "scoring.calibration=pot"])
+    res = RunResults(cfg, tmp_path)
+    rng = np.random.default_rng(0)
+    y = np.zeros(300, np.int8)
+    y[100:110] = 1
+    res.entity_scores = [P.EntityScores(name="sys0", labels=y, score=rng.random(300), train_score=rng.random(200),
+                                        val_mask=np.r_[np.zeros(100, bool), np.ones(100, bool)],
+                                        window_score=np.zeros(0), window_start=np.zeros(0, int), window=20)]
+    df = res.finalize(res.evaluate_protocols(), "ok", "", 0.0)
+    strict, m2ad = df[df.protocol == "strict"], df[df.protocol == "m2ad"]
+    assert (strict.status == "ok").all() and len(strict) == 3  # sys0, micro, macro
+    assert list(m2ad.status) == ["failed"] and m2ad.error.iloc[0].startswith("entity sys0: protocol=m2ad counts the scoring stage's alarms")
+    on_disk = pd.read_csv(tmp_path / "results.csv")
+    assert sorted(on_disk.status) == ["failed", "ok", "ok", "ok"]
+
+
+@pytest.mark.slow
+def test_a_refused_single_run_leaves_no_run_dir(tmp_path):
+    """`+bakbone=lstm` (Hydra's own hint for the typo `bakbone=lstm`) used to train the default
+    backbone; every refusal left a run dir holding only Hydra's files and an empty cli.log."""
+    env = os.environ | {"WANDB_MODE": "offline"}
+    p = subprocess.run([str(BIN / "madbench"), *TINY_CLI, "+bakbone=lstm", f"hydra.run.dir={tmp_path / 'run'}"],
+                       capture_output=True, text=True, cwd=ROOT, env=env)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1].startswith(
+        "madbench: error: bakbone: unknown key, nothing reads it; did you mean backbone=lstm?")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_refusal_in_a_dir_that_held_files_writes_why(tmp_path):
+    from madbench.cli import discard_refused
+
+    (tmp_path / "mine.txt").write_text("kept")
+    (tmp_path / "cli.log").write_text("")
+    discard_refused(tmp_path, "cli.log", "madbench: error: x: unknown key")
+    assert (tmp_path / "refused.txt").read_text() == "madbench: error: x: unknown key\n"
+    assert (tmp_path / "mine.txt").exists()
+    hydra_only = tmp_path / "run"
+    (hydra_only / ".hydra").mkdir(parents=True)
+    for f in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        (hydra_only / ".hydra" / f).write_text("{}")
+    (hydra_only / "cli.log").write_text("")
+    discard_refused(hydra_only, "cli.log", "madbench: error: x")
+    assert not hydra_only.exists()

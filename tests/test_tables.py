@@ -121,7 +121,7 @@ def test_ablation_variants_map_to_the_paper_arms():
     assert t.paper_f1_mean.tolist() == [paper["GMM + gamma"], paper["Normal + gamma"], paper["GMM + chi2"],
                                         paper["Normal + chi"], paper["4 std"], paper["4 std"]]
     gmm_gamma = t[t.variant == "GMM + gamma"].iloc[0]  # tp 2, fp 1, fn 0
-    assert gmm_gamma.f1_mean == pytest.approx(4 / 5) and gmm_gamma.dataset == "SMD (1 entities)"
+    assert gmm_gamma.f1_mean == pytest.approx(4 / 5) and gmm_gamma.dataset == "SMD (1 entity)"
     # only the method arm has per-machine paper results to recompute on our machines
     m, s = SMD_1_2
     assert (m, s) == pytest.approx((0.654545, 0.016598), abs=1e-6)

@@ -216,7 +216,8 @@ class Ablation(Report):
                 for ds, ents, k in zip(s["dataset"], s["entities"], known)]
         s["paper_same_entities_f1"] = [x[0] for x in same]
         s["paper_same_entities_f1_std"] = [x[1] for x in same]
-        s["dataset"] = [f"{str(ds).upper()} ({n} entities)" for ds, n in zip(s["dataset"], s["n_entities"])]
+        s["dataset"] = [f"{str(ds).upper()} ({n} entit{'y' if n == 1 else 'ies'})"
+                        for ds, n in zip(s["dataset"], s["n_entities"])]
         order = {label: i for i, (label, _) in enumerate(ABLATION_NAMES.values())}
         s = s.sort_values(["dataset", "variant"], key=lambda col: col.map(lambda v: order.get(v, len(order)))
                           if col.name == "variant" else col, kind="stable")

@@ -85,15 +85,20 @@ class RawScorer:
                 self.tail_, self.status_ = None, "uncalibrated"
                 self.notes_ = [f"{err}; nothing flagged"]
             return self
-        n = int(np.isfinite(val).sum())
-        if 1.0 / (1.0 + n) >= self.alpha:
+        self.check_validation_steps(int(np.isfinite(val).sum()))
+        self.val_ = val
+        return self
+
+    def check_validation_steps(self, n: int) -> None:
+        """Refuse ``calibration=empirical`` when ``n`` validation scores can never give a
+        p-value below alpha. It needs only the split sizes, so a job runs it before training
+        (``madbench.checks.check_sizes``) as well as in :meth:`fit`."""
+        if self.calibration == "empirical" and 1.0 / (1.0 + n) >= self.alpha:
             raise ValueError(
                 f"scoring.calibration=empirical cannot raise an alarm: with {n} validation scores the smallest "
                 f"p-value is 1/{n + 1} = {1.0 / (1 + n):.2g}, not below scoring.alpha={self.alpha:g}; use "
                 f"scoring.calibration=pot, scoring.alpha > {1.0 / (1 + n):.2g}, or at least "
                 f"{math.ceil(1 / self.alpha)} validation steps")
-        self.val_ = val
-        return self
 
     def transform(self, s: SeriesScores) -> Scored:
         from madbench.scoring.thresholds import empirical_pvalues

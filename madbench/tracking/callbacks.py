@@ -175,6 +175,10 @@ class SweepReport(Callback):
                 last = c
 
     def on_job_end(self, config, job_return, **kwargs) -> None:
+        from hydra.types import RunMode
+
+        if config.hydra.mode != RunMode.MULTIRUN:  # a single run's summary already names its results
+            return
         run_dir = Path(config.hydra.runtime.output_dir)
         state = job_state(run_dir)
         state = {"skipped": "skipped (already done)", "running": "no results", "none": "no results"}.get(state, state)
