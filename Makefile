@@ -13,7 +13,7 @@ export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test test-fast bench setup setup-dev clean
+.PHONY: run test test-fast bench tables setup setup-dev clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ test-fast: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(PY) scripts/bench.py all $(ARGS)
+
+tables: $(VENV)/.installed
+	$(VENV)/bin/python scripts/tables.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache .hypothesis

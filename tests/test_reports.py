@@ -130,3 +130,22 @@ def test_the_floor_is_the_best_baseline_on_the_same_entities_and_the_verdict_rul
     g = table("grid", df, metric=None).set_index("backbone")
     assert g.loc["lstm", "clears_floor"] == "yes" and g.loc["usad", "clears_floor"] == "below"
     assert g.loc["constant", "clears_floor"] == "(a floor)"
+
+
+def test_two_configs_of_one_baseline_are_two_named_floor_rows():
+    """T3 showed `floor: deviation` over 54 entities: the mean and the range configs of the
+    deviation baseline were one row. Each baseline config is its own row, named by what
+    tells it apart, as the floor column names it."""
+    ents = ["c0", "c1"]
+    mean = _mc_rows("dev_mean", "deviation", {e: 0.5 for e in ents}, baseline=True)
+    rng = _mc_rows("dev_range", "deviation", {e: 0.6 for e in ents}, baseline=True)
+    for r in mean:
+        r["config.backbone.model.kind"] = "mean"
+    for r in rng:
+        r["config.backbone.model.kind"] = "range"
+    df = results_frame(mean + rng + _mc_rows("constant", "constant", {e: 0.3 for e in ents}, baseline=True)
+                       + _mc_rows("model", "lstm", {e: 0.4 for e in ents}))
+    names = F.baseline_names(df)
+    assert set(names) == {"deviation (kind=mean)", "deviation (kind=range)", "constant"}
+    assert names.index.equals(df.index[F.is_baseline(df)])
+    assert F.best_floor(df, "msl", "madcluster", ents, "f1").label == "deviation (kind=range)"

@@ -37,6 +37,23 @@ def _config_key(rows: pd.DataFrame, exclude=("seed",)) -> dict:
     return {"backbone": str(first["backbone"]), **{c[len(CONFIG_PREFIX):]: str(first[c]) for c in cols}}
 
 
+def baseline_names(df: pd.DataFrame) -> pd.Series:
+    """Per baseline row (index of ``df``): the name of its baseline config, as the floor
+    column names it (``deviation``, ``deviation (kind=range)``), so two configs of one
+    baseline backbone stay two rows of a table."""
+    rows = df[is_baseline(df)]
+    if rows.empty:
+        return pd.Series(dtype=object)
+    keys = {rid: tuple(sorted(_config_key(g, exclude=("seed",) + tuple(_ROW_KEYS)).items()))
+            for rid, g in rows.groupby("run_id")}
+    labels = _labels({k: rows[rows["run_id"].map(keys) == k] for k in set(keys.values())})
+    return rows["run_id"].map(lambda rid: labels[keys[rid]])
+
+
+# what a table's rows already tell apart (a floor is one config however it is evaluated)
+_ROW_KEYS = ("head.score", "protocol", "dataset.shard")
+
+
 @dataclass
 class Floor:
     label: str                 # which baseline

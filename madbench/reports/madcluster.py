@@ -133,8 +133,9 @@ class T3(Report):
     def compute(self, df, args=None):
         df = df[df["status"] == "ok"]
         base = F.is_baseline(df)
-        df = df.assign(arm=[f"floor: {b}" if is_b else _arm(r)
-                            for (_, r), b, is_b in zip(df.iterrows(), df["backbone"], base)],
+        names = F.baseline_names(df)
+        df = df.assign(arm=[f"floor: {names[i]}" if is_b else _arm(r)
+                            for (i, r), is_b in zip(df.iterrows(), base)],
                        score=[str(v) if v is not None else "default"
                               for v in _score_parts(df)])
         by = ["dataset", "backbone", "arm", "score"]

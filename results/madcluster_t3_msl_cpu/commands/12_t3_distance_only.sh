@@ -1,1 +1,0 @@
-madbench experiment=madcluster_t3 dataset=msl seed=0 head=distance_only dataset.shard=0/3 dataset.stride=10 backbone.model.d_model=64 backbone.model.d_ff=64 paths.data_dir=../shared/datasets trainer.progress=false trainer.num_threads=1 logger.csv.plots=false hydra.run.dir=outputs/zoo_msl/t3/distance_only
