@@ -149,3 +149,21 @@ def test_two_configs_of_one_baseline_are_two_named_floor_rows():
     assert set(names) == {"deviation (kind=mean)", "deviation (kind=range)", "constant"}
     assert names.index.equals(df.index[F.is_baseline(df)])
     assert F.best_floor(df, "msl", "madcluster", ents, "f1").label == "deviation (kind=range)"
+
+
+def test_madcluster_t2_shows_each_floor_as_a_row_on_the_method_rows_entities():
+    """Issue 24: the floors are rows of the T2 view, not only a column; a floor is read on
+    the entities the method rows cover (here 2 of its 3)."""
+    ents = ["c0", "c1"]
+    rows = []
+    for head, v in (("none", 0.4), ("madcluster", 0.45)):
+        for r in _mc_rows(f"lstm_{head}", "lstm", {e: v for e in ents}):
+            rows.append(r | {"head": head})
+    rows += _mc_rows("constant", "constant", {"c0": 0.3, "c1": 0.2, "c2": 0.9}, baseline=True)
+    rows += _mc_rows("random", "random", {"c0": 0.3}, baseline=True)   # does not cover c1: no row
+    rows = [r | {"config.head.name": r["head"]} for r in rows]
+    t = table("madcluster_t2", results_frame(rows), metric="f1").set_index("backbone")
+    assert "floor: constant" in t.index and "floor: random" not in t.index
+    assert t.loc["floor: constant", "f1_none"] == pytest.approx(0.25)
+    assert t.loc["floor: constant", "verdict"] == "(a floor)"
+    assert t.loc["lstm", "floor"] == "constant"

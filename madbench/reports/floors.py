@@ -108,7 +108,8 @@ def _labels(configs: dict) -> dict:
             d = [dict(k) for k in ks]
             differ = {c for c in set().union(*d) if len({x.get(c) for x in d}) > 1}
         for k in ks:
-            extra = ", ".join(f"{c.rsplit('.', 1)[-1]}={dict(k)[c]}" for c in sorted(differ) if c in dict(k))
+            extra = ", ".join(dict.fromkeys(f"{c.rsplit('.', 1)[-1]}={dict(k)[c]}" for c in sorted(differ)
+                                            if c in dict(k)))  # dataset.sensors and backbone.model.sensors: once
             out[k] = f"{backbone} ({extra})" if extra else backbone
     return out
 

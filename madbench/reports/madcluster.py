@@ -184,6 +184,25 @@ def _score_parts(df: pd.DataFrame) -> list:
         return [None] * len(df)
 
 
+def _floor_rows(df: pd.DataFrame, ent: pd.DataFrame, entities: dict) -> list[dict]:
+    """One row per baseline config (``floors.baseline_names``) and dataset: its F1 under the
+    madcluster protocol on the entities the method rows cover (seeds averaged per entity),
+    in the ``f1_none`` column, so the floor stands in the table as a row of its own."""
+    names = F.baseline_names(df)
+    rows = []
+    for ds, ents in entities.items():
+        base = ent[(ent.dataset == ds) & F.is_baseline(ent)]
+        for name in sorted(set(names.reindex(base.index).dropna())):
+            vals = F.entity_values(base[names.reindex(base.index) == name], "f1")
+            if not ents or not set(ents) <= set(vals.index):
+                continue
+            rows.append({"dataset": ds, "backbone": f"floor: {name}", "entities": len(ents),
+                         "seeds": int(base[names.reindex(base.index) == name]["seed"].nunique()),
+                         "f1_none": float(vals.loc[ents].mean()), "verdict": "(a floor)", "floor": "—", "direction_matches": "—",
+                         "clears_floor_none": "(a floor)", "clears_floor_madcluster": "—"})
+    return rows
+
+
 class T2(Report):
     name = "madcluster_t2"
     help = ("MADCluster appendix Table 2: per backbone, head=none vs head=madcluster, the paired per-entity gain, "
@@ -243,6 +262,8 @@ class T2(Report):
                 row.update({f"{k}_{arm}": v for k, v in res.items() if k != "floor" and k != "floor_value"})
                 row["floor"], row["floor_value"] = res["floor"], res["floor_value"]
             rows.append(row)
+        rows += _floor_rows(df, ent, {ds: sorted(set(ent[(ent.dataset == ds) & ~F.is_baseline(ent)].entity))
+                                      for ds in s["dataset"].unique()})
         return pd.DataFrame(rows)
 
     def render(self, t, args=None):
