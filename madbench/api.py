@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import logging
 import random
 import time
 from collections.abc import Mapping
@@ -42,7 +41,6 @@ from madbench.errors import ConfigError, DataError
 from madbench.results import EntityScoring, RunResults
 from madbench.scoring.base import SeriesScores
 
-log = logging.getLogger("madbench")
 
 #: parameters that choose a config group's option (a str) or set keys inside it (a dict)
 GROUPS = ("backbone", "objective", "head", "scoring", "dataset", "trainer", "arm", "pipeline", "experiment", "debug")
@@ -318,8 +316,10 @@ class Detector(BaseEstimator):
     Series: ``fit(X)`` takes a float array [T, D] (rows are time steps, every column a
     sensor) or a list of them, one model each (``dataset={"pooled": True}``: one model for
     all), or ``madbench.data`` Entity objects (which also name covariates, input-only
-    columns). ``score``, ``predict`` and ``evaluate`` take the same number of series, in
-    the same order: each is scored by the model and the scoring stage fitted on its train.
+    columns, the M2AD sensor groups and the ground-truth sensors of the attribution
+    metrics: an array has none, so each of its sensors is its own group). ``score``,
+    ``predict`` and ``evaluate`` take the same number of series, in the same order: each is
+    scored by the model and the scoring stage fitted on its train.
 
     After ``fit``: ``config_`` (the composed config), ``models_`` (the trained
     ``torch.nn.Module`` per model), ``history_`` (per-epoch losses, as train_log.csv).
