@@ -168,6 +168,7 @@ def test_from_config_keeps_the_composed_config():
     cfg = compose_cfg(["backbone=deepsvdd", "trainer.epochs=1"])
     det = madbench.Detector.from_config(cfg)
     assert det.get_config().backbone.name == "deepsvdd"
+    assert config_hash(clone(det).get_config()) == config_hash(det.get_config())   # the config is deep-copied
     assert madbench.Detector(config=cfg, trainer={"epochs": 2}).get_config().trainer.epochs == 2
     with pytest.raises(ConfigError, match=r"^backbone='lstm': Detector\(config=...\) keeps the composed config's"):
         madbench.Detector(config=cfg, backbone="lstm").get_config()
