@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from madbench.config import build, node_without
 from madbench.errors import ConfigError, TrainingError
 from madbench.heads.base import SCORE_MODES, check_score_mode
 from madbench.objectives.base import as_loss_dict
@@ -149,6 +150,27 @@ class Detector(nn.Module):
             parts["head"] = factor.expand_as(step)
             parts["product"] = step * factor
         return parts[self.score_mode], res, parts
+
+
+def build_objective(cfg):
+    """The objective from its whole config node (``_target_`` + its parameters)."""
+    return build(node_without(cfg.objective, "name"), f"objective={cfg.objective.name}")
+
+
+def build_heads(cfg) -> list:
+    """The configured heads (``head=none``: no head)."""
+    head = cfg.get("head") or {}
+    if "_target_" not in head:
+        return []
+    return [build(node_without(head), f"head={head.name}")]
+
+
+def build_detector(cfg, n_inputs: int, n_sensors: int, window: int) -> Detector:
+    """A fresh (untrained) Detector of a composed config, for ``n_inputs`` input columns
+    (sensors then covariates), ``n_sensors`` modelled columns and ``window`` steps."""
+    model = build(cfg.backbone.model, f"backbone={cfg.backbone.name}")(
+        n_inputs=n_inputs, n_outputs=n_sensors, window=window)
+    return Detector(model, build_objective(cfg), build_heads(cfg))
 
 
 def final_score_part(heads, score: str | None = None) -> str:

@@ -76,12 +76,52 @@ def choices(cfg: DictConfig) -> dict:
     }
 
 
-class RunResults:
-    """One run dir's results, from the score stage's output onwards."""
+class EntityScoring:
+    """The scoring stage of one entity: the configured scorer, fitted on the entity's
+    train-split scores (the score stage's output, with ``head.score``'s part final), then
+    applied to any split. A job, a re-scoring and the Python API all score through it."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path):
+    def __init__(self, cfg: DictConfig, name: str, sensors: list[str], groups: dict | None = None):
+        self.cfg, self.name, self.sensors, self.groups = cfg, name, list(sensors), groups
+
+    def _fail(self, err: ValueError) -> DataError:
+        return DataError(f"entity {self.name}: scoring={self.cfg.scoring.name}: {err}")
+
+    def fit(self, train, val_mask: np.ndarray) -> "EntityScoring":
+        """Fit on ``train`` (SeriesScores; ``val_mask`` marks its validation steps, which a
+        raw score's calibration reads); ``train_``/``scored_train_`` keep it and its
+        scoring."""
+        self.train_ = final_part(self.cfg, train)
+        self.scorer_ = build_scorer(self.cfg)
+        every = OmegaConf.select(self.cfg, "trainer.log_every_s", default=30.0) or 0.0
+        try:
+            with heartbeat(f"{self.name}: scoring={self.cfg.scoring.name}", float(every)):  # M2AD's fit can take minutes
+                self.scorer_.fit(self.train_, sensors=self.sensors, groups=self.groups, val_mask=val_mask)
+                self.scored_train_ = self.scorer_.transform(self.train_)
+        except ValueError as err:
+            raise self._fail(err) from None
+        return self
+
+    def transform(self, series):
+        """(``series`` with ``head.score``'s part final, its scoring: a ``Scored``); the
+        scorer's notes are logged."""
+        series = final_part(self.cfg, series)
+        try:
+            scored = self.scorer_.transform(series)
+        except ValueError as err:
+            raise self._fail(err) from None
+        for note in scored.notes:
+            log.warning("entity %s: %s", self.name, note)
+        return series, scored
+
+
+class RunResults:
+    """One run dir's results, from the score stage's output onwards (``run_dir`` None: rows
+    only, nothing written, as the Python API evaluates)."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path | None):
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
         self.run_id = uuid.uuid4().hex[:12]
         self.hash = config_hash(cfg)
         self.train_log: list[dict] = []
@@ -144,18 +184,17 @@ class RunResults:
         scores.npz when re-scoring). ``interpretation`` (spans, sensor sets) is the
         entity's ground truth for the attribution metrics and ``gradient`` the job's
         gradient attribution [T, S] (``madbench.attribution``)."""
+        scoring = EntityScoring(self.cfg, name, sensors, groups).fit(tr, val_mask)
+        self.add_scored(name, labels, scoring, te, val_mask, window, sizes, interpretation, gradient)
+
+    def add_scored(self, name: str, labels: np.ndarray, scoring: EntityScoring, te, val_mask: np.ndarray,
+                   window: int, sizes: dict, interpretation=None, gradient=None) -> None:
+        """Keep one entity whose scoring stage is fitted already (``scoring``: on its train
+        split) for the protocols and scores.npz; ``te`` is the score stage's test output."""
         cfg = self.cfg
-        tr, te = final_part(cfg, tr), final_part(cfg, te)
-        scorer = build_scorer(cfg)
-        every = OmegaConf.select(cfg, "trainer.log_every_s", default=30.0) or 0.0
-        try:
-            with heartbeat(f"{name}: scoring={cfg.scoring.name}", float(every)):  # M2AD's fit can take minutes
-                scorer.fit(tr, sensors=sensors, groups=groups, val_mask=val_mask)
-                s_tr, s_te = scorer.transform(tr), scorer.transform(te)
-        except ValueError as err:
-            raise DataError(f"entity {name}: scoring={cfg.scoring.name}: {err}") from None
-        for note in s_te.notes:
-            log.warning("entity %s: %s", name, note)
+        sensors, groups = scoring.sensors, scoring.groups
+        tr, s_tr = scoring.train_, scoring.scored_train_
+        te, s_te = scoring.transform(te)
         es = P.EntityScores(name=name, labels=labels, score=s_te.score, train_score=s_tr.score,
                             val_mask=val_mask, window_score=te.window, window_start=te.window_start,
                             window=window, window_offsets=te.offsets, p=s_te.p, flags=s_te.flags,
@@ -217,7 +256,9 @@ class RunResults:
         return ";".join(top_sensors(kept.sensor_p, start, end, kept.sensors))
 
     # -- outputs ----------------------------------------------------------------------
-    def finalize(self, rows: list[dict], status: str, error: str, started: float) -> pd.DataFrame:
+    def rows(self, rows: list[dict], status: str, error: str, started: float) -> list[dict]:
+        """The protocols' rows with the run's ids, choices, status and timing: the rows of
+        results.csv."""
         base = {"run_id": self.run_id, "config_hash": self.hash, "seed": int(self.cfg.seed), **choices(self.cfg),
                 "status": status, "error": error, "total_seconds": time.perf_counter() - started,
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
@@ -226,6 +267,10 @@ class RunResults:
         for r in rows:  # a protocol that failed on its own keeps its failed row (evaluate_protocols)
             own = r.get("status") == "failed"
             r.update({k: v for k, v in base.items() if k not in r or (k in ("status", "error") and not own)})
+        return rows
+
+    def finalize(self, rows: list[dict], status: str, error: str, started: float) -> pd.DataFrame:
+        rows = self.rows(rows, status, error, started)
         if self.stored:
             rundir.write_scores(self.run_dir, rundir.StoredScores(
                 entities=list(self.stored.values()), window=int(self.cfg.dataset.window), config_hash=self.hash))

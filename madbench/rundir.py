@@ -3,7 +3,9 @@
 A run dir holds ``config.yaml`` (the composed config), ``results.csv`` (the long result
 rows), ``scores.npz`` (every entity's scores, so everything after the score stage can be
 re-run without training), ``train_log.csv`` (per-epoch losses), ``anomalies.csv`` (the m2ad
-protocol's detected intervals) and ``plots/``. Every write is atomic (a temporary file in
+protocol's detected intervals), ``plots/`` and, for a detector saved by the Python API
+(``madbench.Detector.save``), ``model.pt`` (the trained models and what scoring needs
+after them: :class:`Checkpoint`). Every write is atomic (a temporary file in
 the same directory, then a rename), so a killed job never leaves a half-written file and a
 collector never reads one; files get the permissions the user's umask gives.
 
@@ -402,3 +404,153 @@ def read_scores(run_dir: Path) -> StoredScores:
             groups=(meta.get("groups") or {}).get(name), extras=extras))
     return StoredScores(entities=entities, window=int(meta["window"]), config_hash=meta.get("config_hash", ""),
                         version=SCORES_VERSION)
+
+
+# -- model.pt ---------------------------------------------------------------------------------------
+CHECKPOINT_FORMAT = "madbench.model"
+#: 1: the trained models, per entity its scaler and train-split scores (``Checkpoint``)
+CHECKPOINT_VERSION = 1
+CHECKPOINT_FILE = "model.pt"
+
+
+@dataclass
+class StoredFit:
+    """What one entity needs after training to be scored as it was: its input scaling
+    (``madbench.data.preprocess.Preprocessor.state``) and its train-split scores, on which
+    the scoring stage is fitted again when loaded (the same data, so the same scorer)."""
+
+    name: str
+    columns: list[str]
+    sensors: list[str]
+    covariates: list[str]
+    groups: dict | None
+    scaler: dict
+    val_mask: np.ndarray    # [T_train] bool
+    train: SeriesScores     # the score stage on the train split (NaN where not scored)
+
+
+@dataclass
+class StoredModel:
+    """One trained model (one entity's, or a pooled group's): its ``state_dict``, its
+    input and sensor columns, its per-epoch history and timings, and its entities."""
+
+    state_dict: dict
+    n_inputs: int
+    n_sensors: int
+    input_idx: np.ndarray
+    sensor_idx: np.ndarray
+    history: list[dict]
+    fit_seconds: float
+    train_score_seconds: float
+    entities: list[StoredFit]
+
+
+@dataclass
+class Checkpoint:
+    """A run dir's ``model.pt``: every trained model of a fitted ``madbench.Detector`` and
+    the config_hash of the ``config.yaml`` beside it."""
+
+    models: list[StoredModel]
+    config_hash: str
+    version: int = CHECKPOINT_VERSION
+
+
+def _encode(v):
+    """numpy → tensors and plain Python, the types ``torch.load(weights_only=True)`` reads."""
+    import torch
+
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind in "US":
+            return v.tolist()
+        return torch.from_numpy(np.ascontiguousarray(v))
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, dict):
+        return {str(k): _encode(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_encode(x) for x in v]
+    return v
+
+
+def _decode(v):
+    import torch
+
+    if isinstance(v, torch.Tensor):
+        return v.numpy()
+    if isinstance(v, dict):
+        return {k: _decode(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_decode(x) for x in v]
+    return v
+
+
+def _fit_arrays(s: SeriesScores) -> dict[str, np.ndarray]:
+    a = _split_arrays("", s, window=True)
+    if s.residuals is not None:
+        # float64 as scored (scores.npz keeps float32): the scoring stage is fitted again on
+        # exactly the values it was fitted on, so a loaded detector scores identically
+        a["residuals"] = np.asarray(s.residuals, dtype=np.float64)
+    return a
+
+
+def write_checkpoint(run_dir: Path, ckpt: Checkpoint) -> None:
+    import torch
+
+    models = []
+    for m in ckpt.models:
+        ents = [{"name": e.name, "columns": list(e.columns), "sensors": list(e.sensors),
+                 "covariates": list(e.covariates), "groups": _encode(e.groups), "scaler": _encode(e.scaler),
+                 "val_mask": _encode(np.asarray(e.val_mask, dtype=bool)),
+                 "train": _encode(_fit_arrays(e.train)),
+                 "offsets": None if e.train.offsets is None else _encode(np.asarray(e.train.offsets))}
+                for e in m.entities]
+        models.append({"state_dict": {k: t.detach().cpu() for k, t in m.state_dict.items()},
+                       "n_inputs": int(m.n_inputs), "n_sensors": int(m.n_sensors),
+                       "input_idx": _encode(np.asarray(m.input_idx, dtype=np.int64)),
+                       "sensor_idx": _encode(np.asarray(m.sensor_idx, dtype=np.int64)),
+                       "history": _encode(m.history), "fit_seconds": float(m.fit_seconds),
+                       "train_score_seconds": float(m.train_score_seconds), "entities": ents})
+    blob = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config_hash": ckpt.config_hash, "models": models}
+    atomic_write(Path(run_dir) / CHECKPOINT_FILE, lambda p: torch.save(blob, p))
+
+
+def read_checkpoint(run_dir: Path) -> Checkpoint:
+    """A run dir's ``model.pt`` (tensors and plain values only: ``weights_only``)."""
+    import pickle
+
+    import torch
+
+    path = Path(run_dir) / CHECKPOINT_FILE
+    if not path.exists():
+        raise DataError(f"{path}: missing; expected the {CHECKPOINT_FILE} that madbench.Detector.save writes")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as e:
+        raise DataError(f"{path}: not a readable {CHECKPOINT_FILE} ({str(e).splitlines()[0] if str(e) else e})") \
+            from None
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(f"{path}: not a madbench model checkpoint")
+    if int(blob["version"]) > CHECKPOINT_VERSION:
+        raise DataError(f"{path}: checkpoint version {blob['version']}; this madbench reads up to "
+                        f"{CHECKPOINT_VERSION} (upgrade madbench)")
+    models = []
+    for m in blob["models"]:
+        ents = []
+        for e in m["entities"]:
+            offsets = _decode(e["offsets"])
+            ents.append(StoredFit(name=e["name"], columns=list(e["columns"]), sensors=list(e["sensors"]),
+                                  covariates=list(e["covariates"]), groups=_decode(e["groups"]),
+                                  scaler=_decode(e["scaler"]), val_mask=_decode(e["val_mask"]).astype(bool),
+                                  train=_split({k: _scalar_str(v) for k, v in _decode(e["train"]).items()}, "",
+                                               window=True, offsets=offsets)))
+        models.append(StoredModel(state_dict=m["state_dict"], n_inputs=m["n_inputs"], n_sensors=m["n_sensors"],
+                                  input_idx=_decode(m["input_idx"]), sensor_idx=_decode(m["sensor_idx"]),
+                                  history=_decode(m["history"]), fit_seconds=m["fit_seconds"],
+                                  train_score_seconds=m["train_score_seconds"], entities=ents))
+    return Checkpoint(models=models, config_hash=blob["config_hash"],
+                      version=int(blob["version"]))
+
+
+def _scalar_str(v):
+    # ``score_mode`` is kept as a 0-d string array in scores.npz, as a str here
+    return np.array(v) if isinstance(v, str) else v

@@ -69,6 +69,25 @@ class Preprocessor:
         # constant train columns: sklearn leaves scale 1, which is what we want
         return np.asarray(out, dtype=np.float32)
 
+    def state(self) -> dict:
+        """The fitted state as arrays and plain values (a checkpoint keeps it);
+        :meth:`from_state` rebuilds an equal Preprocessor."""
+        fitted = {} if self.scaler_ is None else {k: v for k, v in vars(self.scaler_).items()
+                                                  if k.endswith("_") and not k.startswith("_")}
+        return {"scaler": self.scaler, "feature_range": list(self.feature_range), "refit_on_test": self.refit_on_test,
+                "means": self.means_, "fitted": fitted}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Preprocessor":
+        pre = cls(scaler=state["scaler"], feature_range=state["feature_range"],
+                  refit_on_test=bool(state["refit_on_test"]))
+        pre.means_ = np.asarray(state["means"], dtype=np.float32)
+        pre.scaler_ = pre._make()
+        if pre.scaler_ is not None:
+            for k, v in state["fitted"].items():
+                setattr(pre.scaler_, k, v)
+        return pre
+
     def apply(self, entity: Entity) -> Entity:
         """Fit on ``entity.train`` and return a scaled copy of the entity."""
         self.fit(entity.train)

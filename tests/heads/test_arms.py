@@ -3,15 +3,13 @@ scores, and on tiny data they really differ in both."""
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from scipy import stats
 
+import madbench
 from madbench.checks import validate
-from madbench.data.preprocess import Preprocessor
-from madbench.data.windows import Windows, WindowSpec
 from madbench.errors import ConfigError
-from madbench.run import build_detector, load_entities
+from madbench.run import load_entities
 from tests.conftest import CONFIGS, compose_cfg
 
 ARMS = ("deepsvdd", "clustering", "madcluster")
@@ -20,18 +18,13 @@ ARMS = ("deepsvdd", "clustering", "madcluster")
 def fit_arm(arm: str, *extra):
     cfg = compose_cfg(["backbone=deepsvdd", f"arm={arm}", "dataset.n_systems=1", "trainer.epochs=2",
                        "trainer.patience=null", *extra])
-    validate(cfg)
     (entity,) = load_entities(cfg)
-    entity = Preprocessor().apply(entity)
-    trainer = instantiate(cfg.trainer)
-    torch.manual_seed(0)
-    det = build_detector(cfg, entity.n_inputs, entity.n_sensors, cfg.dataset.window)
-    spec = WindowSpec(window=cfg.dataset.window)
-    before = {k: v.detach().clone() for k, v in det.backbone.state_dict().items()}
-    hist = trainer.fit(det, Windows(entity.train, spec), entity.input_idx, entity.sensor_idx)
-    moved = any(not torch.equal(before[k], v) for k, v in det.backbone.state_dict().items())
-    (scores,) = trainer.score(det, Windows(entity.test, spec), entity.input_idx, entity.sensor_idx)
-    return cfg, det, hist, scores, moved
+    # the same config and seed without an epoch: the model as it was before training
+    (before,) = madbench.Detector(config=cfg, trainer={"epochs": 0}).fit(entity).models_
+    det = madbench.Detector.from_config(cfg).fit(entity)
+    (model,) = det.models_
+    moved = any(not torch.equal(v, model.backbone.state_dict()[k]) for k, v in before.backbone.state_dict().items())
+    return cfg, model, det.history_, det.score(entity).series, moved
 
 
 @pytest.fixture(scope="module")

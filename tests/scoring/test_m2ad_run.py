@@ -5,7 +5,7 @@ import pytest
 from sklearn.preprocessing import MinMaxScaler
 
 from madbench import protocols as P
-from madbench import run
+from madbench import api, run
 from madbench.checks import validate
 from madbench.errors import ConfigError, DataError
 from madbench.scoring.base import SeriesScores
@@ -54,15 +54,15 @@ def test_scoring_m2ad_refused_at_compose_time_without_residuals():
 
 def _test_series_the_job_saw(monkeypatch, cfg, run_dir) -> np.ndarray:
     """Run the job and return the test series its model was scored on (the second Windows
-    the job builds: train first, then test)."""
+    the job builds, through madbench.api: train first, then test)."""
     seen = []
 
-    class Recording(run.Windows):
+    class Recording(api.Windows):
         def __init__(self, series, *a, **kw):
             seen.append(np.array(series[0]))
             super().__init__(series, *a, **kw)
 
-    monkeypatch.setattr(run, "Windows", Recording)
+    monkeypatch.setattr(api, "Windows", Recording)
     run.main(cfg, run_dir)
     assert len(seen) == 2
     return seen[1]
