@@ -1,0 +1,49 @@
+"""What a researcher is told before any work: a sweep run without -m, and the search space
+of an Optuna search."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from madbench.cli import sweep_without_m
+from tests.conftest import CONFIGS, ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def hydra_node(overrides):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True).hydra
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml")
+                                              if "sweeper:" in p.read_text() or p.stem == "m2ad_reference"))
+def test_every_sweep_experiment_is_named_as_one_without_m(experiment):
+    note = sweep_without_m(hydra_node([f"experiment={experiment}"]))
+    assert note is not None and "\n" not in note
+    assert note.startswith(f"madbench: warning: experiment={experiment} is a sweep over ")
+    assert "only one job of it runs" in note and f"madbench -m experiment={experiment}" in note
+
+
+def test_a_single_job_config_gets_no_sweep_warning():
+    assert sweep_without_m(hydra_node(["debug=tiny"])) is None
+    assert sweep_without_m(hydra_node(["experiment=dcdetector_paper"])) is None
+
+
+@pytest.mark.slow
+def test_a_sweep_without_m_says_so_before_anything_runs(tmp_path):
+    """`madbench experiment=m2ad_table2` used to run one of its 110 jobs without a word; the
+    warning comes first (here before a refusal, so that nothing trains)."""
+    env = os.environ | {"WANDB_MODE": "offline"}
+    p = subprocess.run([str(BIN / "madbench"), "experiment=madcluster_t2", "debug=tiny", "+bakbone=lstm",
+                        f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=ROOT, env=env)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1
+    assert [ln for ln in lines if "warning" in ln] == [
+        "madbench: warning: experiment=madcluster_t2 is a sweep over head; without -m only one job of it runs "
+        "(its defaults). For the whole sweep: madbench -m experiment=madcluster_t2 ..."]
+    assert lines[-1].startswith("madbench: error: bakbone: unknown key")
