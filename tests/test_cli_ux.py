@@ -47,3 +47,26 @@ def test_a_sweep_without_m_says_so_before_anything_runs(tmp_path):
         "madbench: warning: experiment=madcluster_t2 is a sweep over head; without -m only one job of it runs "
         "(its defaults). For the whole sweep: madbench -m experiment=madcluster_t2 ..."]
     assert lines[-1].startswith("madbench: error: bakbone: unknown key")
+
+
+#: what the validation loss is measured on: the data and its split, the windows (which steps
+#: are predicted, from what context), the loss itself. A search that varies one of these
+#: ranks trials by losses of different prediction problems.
+TARGET_GROUPS = ("dataset", "objective", "head", "scoring", "protocol", "trainer.val_ratio")
+TARGET_WORDS = ("window", "horizon", "gap", "stride", "lag", "forecast", "val_ratio")
+
+
+def test_optuna_default_space_leaves_the_validation_target_comparable():
+    """The default space searched `dataset.window`, then ranked trials of different windows by
+    their validation losses."""
+    opt = hydra_node(["hparams_search=optuna"])
+    cfg = OmegaConf.load(CONFIGS / "hparams_search" / "optuna.yaml")
+    keys = list(opt.sweeper.params)
+    assert keys and keys == list(cfg.hydra.sweeper.params)
+    for key in keys:
+        assert not any(key == g or key.startswith(g + ".") for g in TARGET_GROUPS), key
+        assert not any(w in key.rsplit(".", 1)[-1] for w in TARGET_WORDS), key
+    from tests.conftest import compose_cfg
+
+    composed = compose_cfg(["hparams_search=optuna"], tiny=False)
+    assert all(OmegaConf.select(composed, k) is not None for k in keys)  # each key exists in the default job
