@@ -77,8 +77,8 @@ def sweep_without_m(hc) -> str | None:
         return None
     exp = OmegaConf.select(hc, "runtime.choices.experiment")
     what = f"experiment={exp}" if exp else "this config"
-    return (f"madbench: warning: {what} is a sweep over {', '.join(map(str, params))}; without -m only one job of it "
-            f"runs (its defaults). For the whole sweep: madbench -m {what} ...")
+    return (f"madbench: warning: {what} is a sweep over {', '.join(map(str, params))}; without -m only one of its jobs "
+            f"runs (one value of each). For the whole sweep: madbench -m {what} ...")
 
 
 #: what Hydra writes into a run dir before the job's function runs

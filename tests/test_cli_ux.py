@@ -26,7 +26,7 @@ def test_every_sweep_experiment_is_named_as_one_without_m(experiment):
     note = sweep_without_m(hydra_node([f"experiment={experiment}"]))
     assert note is not None and "\n" not in note
     assert note.startswith(f"madbench: warning: experiment={experiment} is a sweep over ")
-    assert "only one job of it runs" in note and f"madbench -m experiment={experiment}" in note
+    assert "only one of its jobs runs" in note and f"madbench -m experiment={experiment}" in note
 
 
 def test_a_single_job_config_gets_no_sweep_warning():
@@ -44,8 +44,8 @@ def test_a_sweep_without_m_says_so_before_anything_runs(tmp_path):
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 1
     assert [ln for ln in lines if "warning" in ln] == [
-        "madbench: warning: experiment=madcluster_t2 is a sweep over head; without -m only one job of it runs "
-        "(its defaults). For the whole sweep: madbench -m experiment=madcluster_t2 ..."]
+        "madbench: warning: experiment=madcluster_t2 is a sweep over head; without -m only one of its jobs runs "
+        "(one value of each). For the whole sweep: madbench -m experiment=madcluster_t2 ..."]
     assert lines[-1].startswith("madbench: error: bakbone: unknown key")
 
 
@@ -70,3 +70,15 @@ def test_optuna_default_space_leaves_the_validation_target_comparable():
 
     composed = compose_cfg(["hparams_search=optuna"], tiny=False)
     assert all(OmegaConf.select(composed, k) is not None for k in keys)  # each key exists in the default job
+
+
+def test_readme_config_group_table_lists_every_group_and_option():
+    """README.md is the user's whole documentation: its config-group table lists every group
+    `madbench --help` lists (the folders of configs/ but hydra) and every option in it."""
+    readme = (ROOT / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in readme.splitlines()
+            if line.startswith("| `") and line.count("|") >= 4}
+    for group in sorted(p for p in CONFIGS.iterdir() if p.is_dir() and p.name != "hydra"):
+        assert group.name in rows, f"README config-group table lacks {group.name}"
+        for option in sorted(f.stem for f in group.glob("*.yaml")):
+            assert f"`{option}`" in rows[group.name], f"README: group {group.name} lacks option {option}"
