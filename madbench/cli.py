@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from madbench.config import CONFIG_DIR
 from madbench.errors import MadbenchError
@@ -34,6 +34,8 @@ def _hydra_main(cfg: DictConfig):
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    if not multirun and (note := sweep_without_m(hc)):
+        print(note, file=sys.stderr)
     try:
         metric = check_objective(cfg)  # a search objective on test labels is refused up front
         if not multirun:
@@ -63,6 +65,20 @@ def _hydra_main(cfg: DictConfig):
         print(f"madbench: error: protocol {failed['protocol'].iloc[0]}: {failed['error'].iloc[0]}", file=sys.stderr)
         sys.exit(1)
     return _objective_value(run_dir, metric) if metric else None
+
+
+def sweep_without_m(hc) -> str | None:
+    """The one-line warning for a sweep run without ``-m`` (``hc``: the Hydra config of the
+    job), or None. Hydra then runs a single job with the config's own defaults and ignores
+    ``hydra.sweeper.params``; `madbench experiment=m2ad_table2` once ran one pipeline on one
+    dataset for one seed, with nothing saying the other 109 jobs were skipped."""
+    params = OmegaConf.select(hc, "sweeper.params") or {}
+    if not params:
+        return None
+    exp = OmegaConf.select(hc, "runtime.choices.experiment")
+    what = f"experiment={exp}" if exp else "this config"
+    return (f"madbench: warning: {what} is a sweep over {', '.join(map(str, params))}; without -m only one of its jobs "
+            f"runs (one value of each). For the whole sweep: madbench -m {what} ...")
 
 
 #: what Hydra writes into a run dir before the job's function runs

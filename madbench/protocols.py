@@ -57,6 +57,22 @@ class EntityScores:
     extras: dict = field(default_factory=dict)
 
 
+@dataclass
+class Decision:
+    """What a protocol flagged on one entity, kept for the plots: the values its rule
+    reads (``series``: step scores, or window scores for ``madcluster``) at the test steps
+    ``x`` they describe, its ``threshold`` (None for an interval rule), which of them it
+    predicted anomalous, and its ``intervals`` (m2ad). The arrays are the ones the metrics
+    were computed on, so a plot shows the decision that was scored, not a re-derivation."""
+
+    protocol: str
+    x: np.ndarray
+    series: np.ndarray
+    threshold: float | None
+    predicted: np.ndarray
+    intervals: list = field(default_factory=list)
+
+
 def window_labels(labels: np.ndarray, starts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """int8 [N]: 1 when any step a window's score describes is anomalous. Those steps are
     ``starts + offsets``: a forecaster's target step(s) ``[window + gap, window + gap +
@@ -101,6 +117,7 @@ class Protocol:
 
     def __init__(self, range_window: int = 100):
         self.window = _int(f"protocol.{self.name}.range_window", range_window, 1)
+        self.decisions: dict[str, Decision] = {}  # entity name -> its decision, after evaluate
 
     def evaluate(self, entities: list[EntityScores], anomaly_ratio: float | None = None) -> list[dict]:
         raise NotImplementedError
@@ -137,6 +154,7 @@ class StrictProtocol(Protocol):
             ok = np.isfinite(e.score)
             y, s = e.labels[ok], e.score[ok]
             pred = s > thr
+            self.decisions[e.name] = Decision(self.name, np.flatnonzero(ok), s, float(thr), pred)
             m = M.all_metrics(y, s, pred, self.window)
             rows.append(self._row(e, m, thr, n_scored=int(ok.sum()), n_missing=int((~ok).sum())))
             tp, fp, fn = _counts(y, pred)
@@ -183,6 +201,9 @@ class MADClusterProtocol(Protocol):
             wl = window_labels(e.labels, starts, offsets)
             best = M.best_f1(wl, ws)
             pred = ws >= best["threshold"]
+            # a window score is drawn at the last step it describes
+            self.decisions[e.name] = Decision(self.name, starts + np.asarray(offsets)[-1], ws, float(best["threshold"]),
+                                              pred)
             m = M.threshold_dependent(wl, pred)
             m.update({"precision": best["precision"], "recall": best["recall"], "f1": best["f1"]})
             m.update(M.auc(wl, ws))
@@ -237,6 +258,7 @@ class M2ADProtocol(Protocol):
             pred = np.zeros(len(e.labels), dtype=bool)
             for a, b in detected:
                 pred[a:b + 1] = True
+            self.decisions[e.name] = Decision(self.name, np.arange(len(e.score)), e.score, None, pred, detected)
             ok = np.isfinite(e.score)
             m = M.all_metrics(e.labels[ok], e.score[ok], pred[ok], self.window)
             m.update({"event_tp": etp, "event_fp": efp, "event_fn": efn})
@@ -270,6 +292,7 @@ class TSLibProtocol(Protocol):
             thr = percentile_threshold(np.concatenate([e.train_score, e.score]), anomaly_ratio)
             ok = np.isfinite(e.score)
             y, s = e.labels[ok], e.score[ok]
+            self.decisions[e.name] = Decision(self.name, np.flatnonzero(ok), s, float(thr), s > thr)
             m = M.all_metrics(y, s, s > thr, self.window)
             rows.append(self._row(e, m, thr, n_scored=int(ok.sum()), n_missing=int((~ok).sum())))
         if rows:

@@ -131,6 +131,8 @@ class RunResults:
         #: per entity, what scores.npz keeps (madbench.rundir)
         self.stored: dict[str, rundir.StoredEntity] = {}
         self.anomalies: list[dict] | None = None
+        #: protocol -> entity -> what it flagged (madbench.protocols.Decision), for the plots
+        self.decisions: dict[str, dict[str, P.Decision]] = {}
 
     # -- the label-free objective of an hparams search --------------------------------
     def best_val_loss(self) -> float:
@@ -225,6 +227,7 @@ class RunResults:
                 rows.append({"entity": "ALL", "aggregate": "", "protocol": name, "status": "failed", "error": str(e)})
                 continue
             rows += P.attach_interpretation(found, self.entity_scores)
+            self.decisions[name] = proto.decisions
             if isinstance(proto, P.M2ADProtocol):
                 self.anomalies = [{"entity": k, "start": a, "end": b, "score": sc,
                                    "top_sensors": self._drivers(k, a, b)}
@@ -285,19 +288,20 @@ class RunResults:
     def publish(self, rows: list[dict], started: float) -> pd.DataFrame:
         """The ``ok`` outputs: run-dir files, plots, and the results to every logger."""
         df = self.finalize(rows, "ok", "", started)
-        self.plots(df)
+        self.plots()
         for lg in self.loggers:
             lg.log_results(df)
         return df
 
-    def plots(self, df: pd.DataFrame) -> None:
+    def plots(self) -> None:
         lc = self.cfg.get("logger") or {}
         if not lc.get("csv", {}).get("plots", True) and not self.loggers:
             return
         for es in self.entity_scores:
-            thr = df[(df.entity == es.name) & (df.protocol == "strict")]["threshold"]
-            path = plot_entity(self.run_dir / "plots" / f"{es.name}.png", es.name, es.score, es.labels,
-                               float(thr.iloc[0]) if len(thr) else None)
+            # every requested protocol that decided on this entity, in the config's order (a
+            # protocol that refused the scores has no panel; its failed row says why)
+            decisions = [d[es.name] for d in self.decisions.values() if es.name in d]
+            path = plot_entity(self.run_dir / "plots" / f"{es.name}.png", es.name, es.score, es.labels, decisions)
             for lg in self.loggers:
                 lg.log_image(es.name, path)
             self.plot_attribution(es)

@@ -72,8 +72,7 @@ def test_launcher_configs_are_madbenchs():
     assert _hydra_cfg().launcher._target_.endswith("BasicLauncher")  # basic stays the default
     opt = _hydra_cfg("hparams_search=optuna")
     assert opt.sweeper._target_.endswith("OptunaSweeper") and opt.sweeper.direction == "minimize"
-    assert set(opt.sweeper.params) == {"trainer.optimizer.lr", "backbone.model.hidden", "dataset.window",
-                                       "trainer.batch_size"}
+    assert set(opt.sweeper.params) == {"trainer.optimizer.lr", "backbone.model.hidden", "trainer.batch_size"}
 
 
 @pytest.mark.slow

@@ -564,3 +564,22 @@ def test_grid_job_end_to_end_scores_raw_and_rescores_m2ad_from_the_same_model(tm
     lstm = t[t.backbone == "lstm"].set_index("scoring")
     assert lstm.loc["raw", "madcluster_f1"] == lstm.loc["m2ad", "madcluster_f1"]
     assert lstm.loc["raw", "strict_f1"] != lstm.loc["m2ad", "strict_f1"]
+
+
+@pytest.mark.slow
+def test_paired_cli_on_results_without_the_protocol_names_those_it_has(tmp_path):
+    """`--paired head=none,madcluster` reads the madcluster protocol by default; on a sweep
+    scored under strict and tslib only it used to say no more than that it found no rows."""
+    df = t2_results(tmp_path)
+    df = pd.concat([df.assign(protocol="strict"), df.assign(protocol="tslib")])
+    df.to_csv(tmp_path / "collected.csv", index=False)
+    p = subprocess.run([str(BIN / "madbench-tables"), "paired", str(tmp_path / "collected.csv"),
+                        "--paired", "head=none,madcluster", "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+    assert p.stderr.strip() == ("madbench-tables: error: no per-entity rows of protocol madcluster in RESULTS (it has "
+                                "strict, tslib); choose one with --protocol strict")
+    assert not (tmp_path / "out").exists()
+    ok = subprocess.run([str(BIN / "madbench-tables"), "paired", str(tmp_path / "collected.csv"), "--paired",
+                         "head=none,madcluster", "--protocol", "strict", "--out", str(tmp_path / "out")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr  # the suggestion works

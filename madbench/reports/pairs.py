@@ -113,9 +113,10 @@ def paired_table(df: pd.DataFrame, key: str, a: str, b: str, by: str | list[str]
     pairs = pair_runs(df, key, a, b)
     ent = df[(df["status"] == "ok") & (df["entity"] != "ALL") & (df["protocol"] == protocol)]
     if ent.empty:
-        have = ", ".join(sorted(df.loc[df["entity"] != "ALL", "protocol"].dropna().unique()))
-        raise DataError(f"no per-entity rows of protocol {protocol} in RESULTS (it has {have or 'none'}); "
-                        f"choose one with --protocol")
+        have = sorted(df.loc[(df["status"] == "ok") & (df["entity"] != "ALL"), "protocol"].dropna().unique())
+        hint = f"choose one with --protocol {have[0]}" if have else "no protocol has ok per-entity rows"
+        raise DataError(f"no per-entity rows of protocol {protocol} in RESULTS (it has {', '.join(have) or 'none'}); "
+                        f"{hint}")
     if metric not in ent:
         raise ConfigError(f"--metric {metric}: not a result column")
     val = ent.set_index(["run_id", "entity"])[metric]
