@@ -116,7 +116,7 @@ class Table2(Report):
 
     def compute(self, df, args=None):
         ent = m2ad_entity_rows(df)
-        ent = ent.assign(row=[table2_row(r, b) for (_, r), b in zip(ent.iterrows(), F.is_baseline(ent))])
+        ent = ent.copy().assign(row=[table2_row(r, b) for (_, r), b in zip(ent.iterrows(), F.is_baseline(ent))])
         s = summarise(per_seed(ent, ["dataset", "row"]), ["dataset", "row"])
         paper = _paper_table2()
         signals = _paper_signals()
