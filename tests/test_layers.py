@@ -78,8 +78,9 @@ GRAPH = {m: imports(m, p, set(modules())) for m, p in modules().items()}
 
 
 def test_every_module_is_on_a_floor():
-    for m in GRAPH:
-        floor(m)
+    """floor() raises, naming the module, where FLOORS places it nowhere."""
+    floors = {m: floor(m) for m in GRAPH}
+    assert len(floors) > 20 and all(isinstance(f, int) for f in floors.values()), floors
 
 
 def test_no_module_imports_a_higher_floor():
