@@ -182,14 +182,15 @@ def validate_after_score(cfg: DictConfig) -> None:
     after the model has trained."""
     if not (cfg.get("protocol") or {}):
         raise ConfigError(f"protocol is empty; expected one or more of {', '.join(P.REGISTRY)}")
-    for name, pcfg in cfg.protocol.items():
-        P.build(str(name), OmegaConf.to_container(pcfg, resolve=True) if pcfg is not None else {})
+    protocols = [P.build(str(name), OmegaConf.to_container(pcfg, resolve=True) if pcfg is not None else {})
+                 for name, pcfg in cfg.protocol.items()]
     scorer = build_scorer(cfg)
-    if "m2ad" in cfg.protocol and not getattr(scorer, "gives_alarms", False):
-        hint = ("set scoring.calibration=pot (or empirical)" if cfg.scoring.get("name") == "raw"
-                else "use a scorer that raises alarms")
-        raise ConfigError(f"protocol=m2ad counts the scoring stage's alarms, and scoring={cfg.scoring.name} with "
-                          f"these settings raises none; {hint}, or use scoring=m2ad")
+    for proto in protocols:
+        if proto.needs_alarms and not getattr(scorer, "gives_alarms", False):
+            hint = ("set scoring.calibration=pot (or empirical)" if cfg.scoring.get("name") == "raw"
+                    else "use a scorer that raises alarms")
+            raise ConfigError(f"protocol={proto.name} counts the scoring stage's alarms, and scoring={cfg.scoring.name} "
+                              f"with these settings raises none; {hint}, or use scoring=m2ad")
     instantiate_loggers(cfg)
     check_head_score(cfg)
 

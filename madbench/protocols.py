@@ -114,6 +114,9 @@ class Protocol:
 
     name = ""
     uses_test_labels = False
+    #: whether it counts the scoring stage's alarms (``EntityScores.flags``) instead of
+    #: thresholding the score itself; a scorer that raises none is refused before training
+    needs_alarms = False
 
     def __init__(self, range_window: int = 100):
         self.window = _int(f"protocol.{self.name}.range_window", range_window, 1)
@@ -231,6 +234,7 @@ class M2ADProtocol(Protocol):
     """
 
     name = "m2ad"
+    needs_alarms = True
 
     def __init__(self, range_window: int = 100, padding: int = 50, grouping: str = "padding", bridge: int = 360):
         super().__init__(range_window)

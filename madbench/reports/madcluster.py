@@ -192,12 +192,14 @@ def _floor_rows(df: pd.DataFrame, ent: pd.DataFrame, entities: dict) -> list[dic
     rows = []
     for ds, ents in entities.items():
         base = ent[(ent.dataset == ds) & F.is_baseline(ent)]
-        for name in sorted(set(names.reindex(base.index).dropna())):
-            vals = F.entity_values(base[names.reindex(base.index) == name], "f1")
+        named = names.reindex(base.index)
+        for name in sorted(set(named.dropna())):
+            rows_b = base[named == name]
+            vals = F.entity_values(rows_b, "f1")
             if not ents or not set(ents) <= set(vals.index):
                 continue
             rows.append({"dataset": ds, "backbone": f"floor: {name}", "entities": len(ents),
-                         "seeds": int(base[names.reindex(base.index) == name]["seed"].nunique()),
+                         "seeds": int(rows_b["seed"].nunique()),
                          "f1_none": float(vals.loc[ents].mean()), "verdict": "(a floor)", "floor": "—", "direction_matches": "—",
                          "clears_floor_none": "(a floor)", "clears_floor_madcluster": "—"})
     return rows
