@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import random
 import time
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from madbench import attribution, rundir
+from madbench import attribution, rundir, train_scores
 from madbench import protocols as P
 from madbench.checks import validate
 from madbench.config import CONFIG_DIR, build, check_keys, config_hash
@@ -42,10 +43,12 @@ from madbench.results import EntityScoring, RunResults
 from madbench.scoring.base import SeriesScores
 
 
+log = logging.getLogger("madbench")
+
 #: parameters that choose a config group's option (a str) or set keys inside it (a dict)
 GROUPS = ("backbone", "objective", "head", "scoring", "dataset", "trainer", "arm", "pipeline", "experiment", "debug")
 #: parameters that are plain top-level keys
-PLAIN = ("seed", "attribution")
+PLAIN = ("seed", "attribution", "score_train")
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -305,7 +308,10 @@ class Detector(BaseEstimator):
       ``dataset={"window": 50, "stride": 1}``; with ``name`` it also chooses the option:
       ``head={"name": "madcluster", "k": 2}`` (``head=madcluster head.k=2``);
     - ``protocol``: a name, a list of names, or ``{name: {key: value}}``;
-    - ``seed``, ``attribution``: their value.
+    - ``seed``, ``attribution``, ``score_train``: their value (``score_train="all"`` scores
+      every train step, so that ``evaluate``/``predict`` may use any protocol later; the
+      default scores only what the configured scoring and protocols read:
+      ``madbench.train_scores``).
 
     None (the default) keeps the config's default: the LSTM forecaster, ``scoring=raw``,
     ``protocol=strict``, the ``dataset`` group's window (100), training stride (5) and
@@ -327,7 +333,7 @@ class Detector(BaseEstimator):
 
     def __init__(self, backbone=None, *, objective=None, head=None, scoring=None, protocol=None, dataset=None,
                  trainer=None, seed=None, attribution=None, arm=None, pipeline=None,
-                 experiment=None, debug=None, config=None):
+                 experiment=None, debug=None, score_train=None, config=None):
         self.backbone = backbone
         self.objective = objective
         self.head = head
@@ -341,6 +347,7 @@ class Detector(BaseEstimator):
         self.pipeline = pipeline
         self.experiment = experiment
         self.debug = debug
+        self.score_train = score_train
         self.config = config
 
     # -- the config ------------------------------------------------------------------------------
@@ -401,6 +408,8 @@ class Detector(BaseEstimator):
                                 gap=int(cfg.dataset.get("forecast_gap", 0)) if horizon else 0)
         self.score_spec_ = WindowSpec(window=self.spec_.window, stride=1, horizon=self.spec_.horizon,
                                       gap=self.spec_.gap)
+        self.train_scored_, reasons = train_scores.needed(cfg)
+        log.info(train_scores.describe(self.train_scored_, reasons))
         return self
 
     # -- fit -------------------------------------------------------------------------------------
@@ -451,7 +460,15 @@ class Detector(BaseEstimator):
         fit_s = time.perf_counter() - t0
         val_start = train_w.val_start(trainer.val_ratio)
         t0 = time.perf_counter()
-        tr_scores = trainer.score(model, train_w.restrided(self.score_spec_), inputs, sensors, desc=f"{desc} score train")
+        # the train split as far as a later stage reads it (madbench.train_scores)
+        first = {train_scores.ALL: np.zeros_like(val_start), train_scores.VALIDATION: val_start,
+                 train_scores.NONE: train_w.lengths}[self.train_scored_]
+        score_w = train_w.restrided(self.score_spec_)
+        if self.train_scored_ != train_scores.ALL:
+            score_w = score_w.covering(first)
+        tr_scores = trainer.score(model, score_w, inputs, sensors, desc=f"{desc} score train")
+        if self.train_scored_ != train_scores.ALL:
+            tr_scores = [s.unscored_before(int(f)) for s, f in zip(tr_scores, first)]
         train_score_s = time.perf_counter() - t0
         entities = []
         for e, x, p, vs, tr in zip(group, trains, preps, val_start, tr_scores):
@@ -566,6 +583,7 @@ class Detector(BaseEstimator):
         from madbench.checks import validate_after_score
 
         validate_after_score(cfg)
+        train_scores.check_stored(self.train_scored_, cfg, "this detector's fit")
         return cfg
 
     def score_into(self, results: RunResults, fitted: Fitted, group: list[Entity], desc: str) -> float:

@@ -117,6 +117,9 @@ class Protocol:
     #: whether it counts the scoring stage's alarms (``EntityScores.flags``) instead of
     #: thresholding the score itself; a scorer that raises none is refused before training
     needs_alarms = False
+    #: what it reads of the train split's final scores (``EntityScores.train_score``):
+    #: ``none``, ``validation`` (the ``val_mask`` steps) or ``all`` (madbench.train_scores)
+    train_reads = "none"
 
     def __init__(self, range_window: int = 100):
         self.window = _int(f"protocol.{self.name}.range_window", range_window, 1)
@@ -144,6 +147,7 @@ class Protocol:
 
 class StrictProtocol(Protocol):
     name = "strict"
+    train_reads = "validation"
 
     def __init__(self, range_window: int = 100, threshold: dict | None = None):
         super().__init__(range_window)
@@ -287,6 +291,7 @@ class TSLibProtocol(Protocol):
     """Time-Series-Library: percentile threshold over train+test scores, then PA."""
 
     name = "tslib"
+    train_reads = "all"
 
     def evaluate(self, entities, anomaly_ratio=None):
         if anomaly_ratio is None:

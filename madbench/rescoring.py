@@ -42,7 +42,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from madbench import attribution as A
 from madbench import protocols as P
-from madbench import rundir
+from madbench import rundir, train_scores
 from madbench.checks import check_variants, validate_after_score
 from madbench.config import config_hash
 from madbench.errors import ConfigError, DataError, MadbenchError
@@ -75,6 +75,13 @@ def _check_rescorable_scores(run_dir: Path, e: rundir.StoredEntity, needs_residu
         raise DataError(f"{Path(run_dir) / 'scores.npz'}: entity {e.name} has no {', '.join(missing)}; re-scoring "
                         f"needs the train and test {what}, which runs written before re-scoring existed lack "
                         "(re-run the job)")
+
+
+def check_train_scores(run_dir: Path, cfg: DictConfig) -> None:
+    """Refuse (one line) a variant whose scoring stage or protocols read train scores the
+    run did not keep (``score_train=auto`` scores the train split only as far as the job's
+    own stages read it: ``madbench.train_scores``)."""
+    train_scores.check_stored(rundir.read_train_scored(run_dir), cfg, str(Path(run_dir) / "scores.npz"))
 
 
 def entity_sizes(results: pd.DataFrame, columns) -> dict[str, dict]:
@@ -146,6 +153,7 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None, pa
         cfg.pop("rescore", None)
         cfg["rescored_from"] = str(run_dir.resolve())
     validate_after_score(cfg)
+    check_train_scores(run_dir, cfg)
     hash_ = config_hash(cfg)
     if hash_ == config_hash(parent):  # labels and runtime keys are outside the hash
         return Skipped(f"equals the run itself ({run_dir})")
@@ -163,6 +171,7 @@ def rescore(run_dir: Path, overrides: list[str], out_dir: Path | None = None, pa
     with task_wrapper(results) as started:
         sizes = entity_sizes(rundir.read_results(run_dir), SIZE_COLUMNS)
         stored = rundir.read_scores(run_dir)
+        results.train_scored = stored.train_scored
         for e in stored.entities:
             _check_rescorable_scores(run_dir, e, bool(cfg.scoring.get("needs_residuals")))
             # ground-truth sensors, and a gradient attribution (it needs the model) as it was computed
@@ -238,7 +247,11 @@ def rescore_all(paths: list[Path], overrides: list[str], progress: bool = True, 
     runs = [r for p in paths for r in find_run_dirs(Path(p))]
     for r in runs:  # every combination, on each run's own config: a refused one writes nothing at all
         if parent_cfg is not None or (r / "config.yaml").exists():
-            check_variants(parent_cfg if parent_cfg is not None else rundir.read_config(r), overrides)
+            base = parent_cfg if parent_cfg is not None else rundir.read_config(r)
+            check_variants(base, overrides)
+            if (r / "scores.npz").exists() and rundir.read_train_scored(r) != train_scores.ALL:
+                for combo in expand(overrides):
+                    check_train_scores(r, apply_overrides(rundir.migrate_config(base), combo))
     combos = expand(overrides)
     done, errors, said = [], [], []
     written: dict[Path, list[tuple[Path, list[str]]]] = {}
@@ -278,6 +291,7 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> pd.DataFrame:
     saved = rundir.read_config(run_dir)
     cfg = apply_overrides(saved, overrides)
     validate_after_score(cfg)
+    check_train_scores(run_dir, cfg)
     merged = OmegaConf.create(OmegaConf.to_container(saved, resolve=False))
     with open_dict(merged):
         for name, node in cfg.protocol.items():

@@ -131,6 +131,8 @@ class RunResults:
         #: per entity, what scores.npz keeps (madbench.rundir)
         self.stored: dict[str, rundir.StoredEntity] = {}
         self.anomalies: list[dict] | None = None
+        #: how much of the train split the score stage scored (madbench.train_scores), kept in scores.npz
+        self.train_scored = "all"
         #: protocol -> entity -> what it flagged (madbench.protocols.Decision), for the plots
         self.decisions: dict[str, dict[str, P.Decision]] = {}
 
@@ -276,7 +278,8 @@ class RunResults:
         rows = self.rows(rows, status, error, started)
         if self.stored:
             rundir.write_scores(self.run_dir, rundir.StoredScores(
-                entities=list(self.stored.values()), window=int(self.cfg.dataset.window), config_hash=self.hash))
+                entities=list(self.stored.values()), window=int(self.cfg.dataset.window), config_hash=self.hash,
+                train_scored=self.train_scored))
         rundir.write_train_log(self.run_dir, self.train_log)
         if self.anomalies is not None:
             self.write_anomalies()

@@ -68,6 +68,7 @@ class Job:
     def run(self) -> list[dict]:
         cfg = self.cfg
         detector = Detector.from_config(cfg).prepare()  # checks the whole config first
+        self.results.train_scored = detector.train_scored_
         entities = load_entities(cfg)
         groups = group_entities(entities, bool(cfg.dataset.get("pooled", False)))
         # refusals that need only the split sizes, for every entity before the first model trains

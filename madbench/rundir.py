@@ -44,8 +44,9 @@ from madbench.scoring.base import SeriesScores
 
 SCORES_FORMAT = "madbench.scores"
 #: 1: ``<entity>__<field>`` keys, no version (madbench before the run-dir module);
-#: 2: entities by index, ``e{i}/<split>/<field>``, versioned meta
-SCORES_VERSION = 2
+#: 2: entities by index, ``e{i}/<split>/<field>``, versioned meta;
+#: 3: ``train_scored`` in the meta (the train split may be scored in part: madbench.train_scores)
+SCORES_VERSION = 3
 
 ID_COLUMNS = ["run_id", "config_hash", "seed", "name", "pipeline", "arm", "dataset", "backbone", "objective", "head",
               "scoring", "protocol", "entity", "aggregate", "status", "error"]
@@ -191,6 +192,9 @@ def migrate_config(cfg: DictConfig) -> DictConfig:
                 scoring.pot_level = level
             elif alpha is not None and "alpha" in scoring:
                 scoring.alpha = alpha
+        if "score_train" not in cfg:
+            # before the key, a job scored its whole train split
+            cfg.score_train = "all"
     return cfg
 
 
@@ -231,6 +235,9 @@ class StoredScores:
     window: int
     config_hash: str = ""
     version: int = SCORES_VERSION
+    #: how much of the train split was scored: ``all``, ``validation`` or ``none`` (the
+    #: train arrays are NaN where not scored; madbench.train_scores)
+    train_scored: str = "all"
 
     def entity_scores(self) -> list[EntityScores]:
         return [e.entity_scores(self.window) for e in self.entities]
@@ -279,7 +286,8 @@ def scores_arrays(stored: StoredScores) -> dict[str, np.ndarray]:
     offsets = next((e.test.offsets for e in stored.entities if e.test.offsets is not None), None)
     meta = {"format": SCORES_FORMAT, "version": SCORES_VERSION, "entities": [e.name for e in stored.entities],
             "window": int(stored.window), "config_hash": stored.config_hash,
-            "groups": {e.name: e.groups for e in stored.entities if e.groups}}
+            "groups": {e.name: e.groups for e in stored.entities if e.groups},
+            "train_scored": stored.train_scored}
     if offsets is not None:
         meta["score_offsets"] = [int(o) for o in offsets]
     a = {"__meta__": np.array(json.dumps(meta))}
@@ -361,8 +369,13 @@ def _from_v1(meta: dict, a: dict[str, np.ndarray]) -> tuple[dict, dict[str, np.n
     return meta, out
 
 
+def _from_v2(meta: dict, a: dict[str, np.ndarray]) -> tuple[dict, dict[str, np.ndarray]]:
+    """Version 2 → 3: every run before version 3 scored its whole train split."""
+    return dict(meta, train_scored="all", version=3), a
+
+
 #: version → the function that upgrades a (meta, arrays) pair of that version by one step
-MIGRATIONS = {1: _from_v1}
+MIGRATIONS = {1: _from_v1, 2: _from_v2}
 
 
 def _f64(a: np.ndarray | None) -> np.ndarray | None:
@@ -403,7 +416,19 @@ def read_scores(run_dir: Path) -> StoredScores:
             sensor_p=get("sensor_p"), status=str(get("status")) if get("status") is not None else "ok",
             groups=(meta.get("groups") or {}).get(name), extras=extras))
     return StoredScores(entities=entities, window=int(meta["window"]), config_hash=meta.get("config_hash", ""),
-                        version=SCORES_VERSION)
+                        version=SCORES_VERSION, train_scored=str(meta["train_scored"]))
+
+
+def read_train_scored(run_dir: Path) -> str:
+    """How much of its train split a run dir's ``scores.npz`` holds scores for (``all``,
+    ``validation`` or ``none``; files before version 3 scored all of it)."""
+    path = Path(run_dir) / "scores.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["__meta__"])) if "__meta__" in z.files else {}
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable scores.npz ({e})") from None
+    return str(meta.get("train_scored", "all"))
 
 
 # -- model.pt ---------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ FLOORS = {
     3: ["madbench.protocols", "madbench.attribution"],
     4: ["madbench.rundir", "madbench.tracking"],
     5: ["madbench.results"],
-    6: ["madbench.overrides", "madbench.checks"],
+    6: ["madbench.overrides", "madbench.checks", "madbench.train_scores"],
     7: ["madbench.rescoring"],
     8: ["madbench.run", "madbench.reports", "madbench.tables", "madbench.api"],
     9: ["madbench.cli", "madbench.__main__", "madbench"],

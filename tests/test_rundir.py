@@ -65,9 +65,9 @@ def test_write_then_read_gives_back_every_field(tmp_path):
 def test_a_newer_format_is_refused_in_one_line(tmp_path):
     rundir.write_scores(tmp_path, rundir.StoredScores(entities=[_entity("x", np.random.default_rng(1))], window=5))
     arrays = dict(np.load(tmp_path / "scores.npz"))
-    arrays["__meta__"] = np.array(str(arrays["__meta__"]).replace('"version": 2', '"version": 99'))
+    arrays["__meta__"] = np.array(str(arrays["__meta__"]).replace(f'"version": {rundir.SCORES_VERSION}', '"version": 99'))
     np.savez(tmp_path / "scores.npz", **arrays)
-    with pytest.raises(DataError, match=r"scores\.npz: scores format version 99; this madbench reads up to 2"):
+    with pytest.raises(DataError, match=r"scores\.npz: scores format version 99; this madbench reads up to 3"):
         rundir.read_scores(tmp_path)
     with pytest.raises(DataError, match="missing"):
         rundir.read_scores(tmp_path / "nope")

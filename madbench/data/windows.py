@@ -73,6 +73,24 @@ class Windows:
         w._index()
         return w
 
+    def covering(self, first: np.ndarray) -> "Windows":
+        """The windows that score a step at or after ``first[i]`` (local) of series ``i``:
+        every window that covers such a step, so the steps from ``first`` on are scored
+        exactly as by all windows. Each series keeps at least its last window (a series
+        scored in none still shows the score's parts). Shares the base tensor."""
+        first = np.asarray(first, dtype=np.int64)
+        last_step = self.local_start + int(self.spec.score_offsets()[-1])
+        keep = last_step >= first[self.series_id]
+        for i in range(len(self.lengths)):
+            w = np.flatnonzero(self.series_id == i)
+            if len(w):
+                keep[w[-1]] = True
+        w = object.__new__(Windows)
+        w.spec, w.lengths, w.offsets, w.base = self.spec, self.lengths, self.offsets, self.base
+        w.starts, w.series_id, w.local_start = self.starts[keep], self.series_id[keep], self.local_start[keep]
+        w._view = self._view
+        return w
+
     def _index(self) -> None:
         spec = self.spec
         starts, sid, local = [], [], []

@@ -43,6 +43,22 @@ class SeriesScores:
     window_components: dict[str, np.ndarray] | None = None
     score_mode: str | None = None
 
+    def unscored_before(self, first: int) -> "SeriesScores":
+        """The same scores with the steps before ``first`` unscored (NaN): what the score
+        stage keeps of a train split scored only from ``first`` on (madbench.train_scores).
+        The window-level scores are those of the windows that were scored."""
+        def cut(a):
+            if a is None:
+                return None
+            a = np.array(a, dtype=np.float64, copy=True)
+            a[:first] = np.nan
+            return a
+
+        comps = None if self.components is None else {k: cut(v) for k, v in self.components.items()}
+        return dataclasses.replace(self, step=cut(self.step), residuals=cut(self.residuals),
+                                   factor=comps["head"] if comps and "head" in comps else cut(self.factor),
+                                   components=comps)
+
     def select(self, mode: str) -> "SeriesScores":
         """The same scores with ``mode``'s part as the final score (``head.score=mode``),
         from the placed parts: no model needed. A part these scores do not keep is a

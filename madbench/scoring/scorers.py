@@ -68,6 +68,12 @@ class RawScorer:
     def gives_alarms(self) -> bool:
         return self.calibration != "none"
 
+    @property
+    def train_reads(self) -> str:
+        """What ``fit`` reads of the train split (``madbench.train_scores``): the
+        validation steps when it calibrates, nothing otherwise."""
+        return "none" if self.calibration == "none" else "validation"
+
     def fit(self, train: SeriesScores, sensors: list[str] | None = None, groups: dict | None = None,
             val_mask: np.ndarray | None = None) -> "RawScorer":
         from madbench.scoring.thresholds import PeaksOverThreshold, TailFitError
@@ -207,6 +213,8 @@ class DynamicThresholdScoring:
                               "at least as long as the span")
 
     gives_alarms = True
+    #: telemanom thresholds each test window on its own errors: fit reads no train score
+    train_reads = "none"
 
     def fit(self, train: SeriesScores, sensors: list[str] | None = None, groups: dict | None = None,
             val_mask: np.ndarray | None = None) -> "DynamicThresholdScoring":
@@ -276,6 +284,8 @@ class PercentileThresholdScoring:
         self.min_percent, self.reference_quirks = float(min_percent), reference_quirks
 
     gives_alarms = True
+    #: the percentile is over every train score and the scored split's
+    train_reads = "all"
 
     def fit(self, train: SeriesScores, sensors: list[str] | None = None, groups: dict | None = None,
             val_mask: np.ndarray | None = None) -> "PercentileThresholdScoring":
@@ -310,6 +320,8 @@ class M2ADScoring:
     """
 
     needs_residuals = True
+    #: the GMMs (and the area errors' statistics) are fitted on every train residual
+    train_reads = "all"
 
     def __init__(self, error: str = "point", distribution: str = "gmm", n_components: int = 1,
                  covariance_type: str = "spherical", two_sided: bool | None = None, calibration: str = "gamma",
