@@ -49,8 +49,9 @@ PLAIN = ("seed", "attribution")
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed every generator. ``deterministic`` (on for CPU runs) makes the same seed give
-    identical scores; on CUDA it is off by default because it slows cuDNN down."""
+    """Seed every generator. ``deterministic`` (``trainer.deterministic``; by default on for
+    CPU runs) makes the same seed give identical scores; on CUDA it is off by default
+    because it slows cuDNN down."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -434,7 +435,7 @@ class Detector(BaseEstimator):
         train), score its train split and fit each entity's scoring stage on it. The one training path of ``fit`` and the CLI's job."""
         cfg, trainer, spec = self.config_, self.trainer_, self.spec_
         first = group[0]
-        seed_everything(int(cfg.seed), deterministic=trainer.device.type == "cpu")
+        seed_everything(int(cfg.seed), deterministic=trainer.deterministic)
         model = build_detector(cfg, first.n_inputs, first.n_sensors, spec.window)
         for e in group:  # before windowing: a series shorter than one window has none
             self._check_rows(e.meta.get("source", e.name), "train", len(e.train))

@@ -120,6 +120,22 @@ def test_fit_and_score_are_the_stages_wired_by_hand():
     assert det.decision_function(e.test).tolist() == pytest.approx(got.score.tolist(), nan_ok=True)
 
 
+def test_trainer_deterministic_reaches_the_fit_and_a_bad_value_is_refused():
+    """The fit seeds the generators with torch's deterministic algorithms as
+    trainer.deterministic says (auto: on on the CPU), so no caller sets them itself."""
+    import torch
+
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        for value, expected in (("auto", True), (False, False), (True, True), (False, False)):
+            tiny(trainer={"epochs": 0, "device": "cpu", "deterministic": value}).fit(systems()[0].train)
+            assert torch.are_deterministic_algorithms_enabled() is expected, value
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=True)
+    with pytest.raises(ConfigError, match=r"^trainer\.deterministic='sometimes'; expected auto, true or false$"):
+        tiny(trainer={"deterministic": "sometimes"}).fit(systems()[0].train)
+
+
 def test_predict_is_the_rows_threshold_decision():
     (e,) = systems()
     det = tiny(protocol=["strict", "tslib"]).fit(e.train)
