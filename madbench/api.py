@@ -52,8 +52,9 @@ PLAIN = ("seed", "attribution", "score_train")
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed every generator. ``deterministic`` (on for CPU runs) makes the same seed give
-    identical scores; on CUDA it is off by default because it slows cuDNN down."""
+    """Seed every generator. ``deterministic`` (``trainer.deterministic``; by default on for
+    CPU runs) makes the same seed give identical scores; on CUDA it is off by default
+    because it slows cuDNN down."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -127,8 +128,10 @@ def _protocols(value) -> dict[str, dict]:
     return out
 
 
-def _compose(overrides: list[str]) -> DictConfig:
-    """``configs/config.yaml`` composed with Hydra command-line overrides (group choices)."""
+def compose(overrides: list[str]) -> DictConfig:
+    """``configs/config.yaml`` composed with Hydra command-line overrides, as the CLI
+    composes it (``compose(["backbone=usad", "trainer.epochs=3"])``; a bad override is a
+    one-line ConfigError). ``Detector.from_config(compose([...]))`` is that job's detector."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
@@ -385,7 +388,7 @@ class Detector(BaseEstimator):
                 wanted = _protocols(params["protocol"])
                 choices.append(f"protocol=[{','.join(wanted)}]")
                 sets += [(f"protocol.{n}.{k}", v) for n, keys in wanted.items() for k, v in keys.items()]
-            cfg = _compose(choices)
+            cfg = compose(choices)
             for key, value in sets:
                 _set(cfg, key, value)
         if params["config"] is not None and params["protocol"] is not None:
@@ -438,13 +441,21 @@ class Detector(BaseEstimator):
         self.history_ = history
         return self
 
+    def new_model(self, entity: Entity):
+        """An untrained model (``madbench.detector.Detector``: backbone, objective and heads)
+        at the config's sizes for ``entity``'s columns, built after seeding the generators as
+        a fit seeds them (``seed``; ``trainer.deterministic``): the model ``fit_group``
+        trains. For what drives the training steps itself (a benchmark of single steps)
+        or inspects the architecture. After ``prepare()``."""
+        seed_everything(int(self.config_.seed), deterministic=self.trainer_.deterministic)
+        return build_detector(self.config_, entity.n_inputs, entity.n_sensors, self.spec_.window)
+
     def fit_group(self, group: list[Entity], desc: str, on_epoch=None) -> Fitted:
         """Train one model on ``group`` (entities with raw values: each is scaled on its own
         train), score its train split and fit each entity's scoring stage on it. The one training path of ``fit`` and the CLI's job."""
         cfg, trainer, spec = self.config_, self.trainer_, self.spec_
         first = group[0]
-        seed_everything(int(cfg.seed), deterministic=trainer.device.type == "cpu")
-        model = build_detector(cfg, first.n_inputs, first.n_sensors, spec.window)
+        model = self.new_model(first)
         for e in group:  # before windowing: a series shorter than one window has none
             self._check_rows(e.meta.get("source", e.name), "train", len(e.train))
             if len(e.test):

@@ -125,10 +125,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"dataset.anomaly_ratio={ar}; expected a percentage in (0, 100)")
     if ar is None and "tslib" in (cfg.get("protocol") or {}):  # its threshold is that percentile
         raise ConfigError("protocol=tslib needs dataset.anomaly_ratio (a percentage); dataset.anomaly_ratio=null")
-    from madbench.fit import PRECISIONS, resolve_device, resolve_num_threads
+    from madbench.fit import PRECISIONS, resolve_deterministic, resolve_device, resolve_num_threads
 
     attribution.check(cfg, objective_class(cfg).has_residuals)
-    resolve_device(_num(cfg, "trainer.device") or "auto")
+    device = resolve_device(_num(cfg, "trainer.device") or "auto")
+    # a config saved before the key existed lacks it: the Trainer's default, auto
+    resolve_deterministic(OmegaConf.select(cfg, "trainer.deterministic", default="auto"), device)
     prec = str(_num(cfg, "trainer.precision"))
     if prec not in PRECISIONS:
         raise ConfigError(f"trainer.precision={prec}; expected one of {list(PRECISIONS)}")

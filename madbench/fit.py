@@ -89,6 +89,17 @@ def resolve_num_threads(value="auto") -> tuple[int, str]:
     return int(value), "set by trainer.num_threads"
 
 
+def resolve_deterministic(value, device: torch.device) -> bool:
+    """``trainer.deterministic`` → whether the job runs torch's deterministic algorithms.
+    ``auto``: on the CPU, where they cost little and make one seed give identical scores;
+    off on CUDA and MPS, where they slow cuDNN down. ``true``/``false`` force it."""
+    if isinstance(value, str) and value == "auto":
+        return device.type == "cpu"
+    if not isinstance(value, bool):
+        raise ConfigError(f"trainer.deterministic={value!r}; expected auto, true or false")
+    return value
+
+
 def bar_disabled(progress: bool) -> bool | None:
     """tqdm's ``disable`` for a progress bar: True when ``progress`` is off, else None, which
     tqdm reads as "only on a terminal": per-batch lines never flood a log file (SLURM
@@ -127,12 +138,16 @@ class Trainer:
                  grad_clip: float | None = None, progress: bool = True, inject_nan_loss: bool = False,
                  seed: int = 0, min_delta: float = 0.0, lr_decay: float | None = None,
                  compile: bool | str = False, num_threads: int | str = "auto",
-                 eval_batch_bytes: int | str = "128MiB", allocator: str = "reuse", log_every_s: float | None = 30.0):
+                 eval_batch_bytes: int | str = "128MiB", allocator: str = "reuse", log_every_s: float | None = 30.0,
+                 deterministic: bool | str = "auto"):
         self.epochs = int(epochs)
         self.batch_size = int(batch_size)
         self.patience = patience
         self.val_ratio = float(val_ratio)
         self.device = resolve_device(device)
+        #: whether the fit runs torch's deterministic algorithms (``trainer.deterministic``
+        #: resolved on this trainer's device; set when the fit seeds the generators)
+        self.deterministic = resolve_deterministic(deterministic, self.device)
         self.precision = str(precision)
         if self.precision not in PRECISIONS:
             raise ConfigError(f"trainer.precision={precision!r}; expected one of {list(PRECISIONS)}")

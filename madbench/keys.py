@@ -5,7 +5,7 @@ Every key of a composed config has one role:
 - ``label``: names a run and changes no number (``name``, ``experiment_name``, ``tags``);
 - ``runtime``: how and where a job runs, not what it computes (paths, loggers, the
   launcher, progress bars, the evaluation batch, which device was asked for, CPU threads,
-  the sweep's own bookkeeping);
+  whether torch's deterministic algorithms are forced, the sweep's own bookkeeping);
 - ``post_score``: read only after the score stage, so it can change without training
   (``madbench-eval`` re-scores it): the scoring stage, the protocols, the attribution,
   which factor of a head's score is final, the anomaly ratio the tslib protocol reads;
@@ -19,7 +19,8 @@ A role is declared for a key and covers everything below it (``scoring`` covers
 the rest of ``trainer`` is training).
 
 ``device_type`` (cpu, cuda, mps), which a job records itself, is a training key: a CPU
-and a CUDA result of one config are two results (determinism is on only on the CPU).
+and a CUDA result of one config are two results (``trainer.deterministic=auto`` turns
+determinism on only on the CPU).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ LABEL = ("name", "experiment_name", "pipeline_name", "arm", "tags")
 RUNTIME = ("paths", "logger", "hydra", "skip_done", "optimize_metric", "rescore", "rescored_from",
            "score_train",
            "trainer.progress", "trainer.eval_batch_size", "trainer.eval_batch_bytes", "trainer.allocator",
-           "trainer.device", "trainer.num_threads", "trainer.log_every_s")
+           "trainer.device", "trainer.num_threads", "trainer.log_every_s", "trainer.deterministic")
 POST_SCORE = ("scoring", "protocol", "attribution", "dataset.anomaly_ratio", "head.score")
 #: keys every collected table carries as ``config.<key>`` columns whether or not they differ
 #: between its runs (madbench.tracking.collect): the ones the reports read by name, and the

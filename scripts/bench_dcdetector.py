@@ -27,8 +27,10 @@ channel with all its columns (``--channel``, default C-1: 55 columns); madbench 
    step, in CPU seconds (user + system, all threads: the steadier measure on a shared
    machine) and wall seconds. The authors' step is one call of their ``training`` on one
    batch, its forward a separate call of ``Network.forward``.
-3. **Epoch on the channel**, each as it runs: madbench's ``Trainer.fit`` for one epoch
-   (train windows, then the validation windows: the last 20% of train); the authors' epoch
+3. **Epoch on the channel**, each as it runs: madbench's job path (``Detector.fit_group``)
+   for one epoch (train windows, then the validation windows: the last 20% of train; wall
+   time ``Fitted.fit_seconds``, CPU time and peak RSS up to the epoch's end, building the
+   model included: milliseconds; the train split's scoring after it is not in them); the authors' epoch
    as ``main_trainer`` runs it: ``training`` over every train window, ``validation`` (on the
    test split, their val = test) and ``testing`` (on the test split, metrics included),
    which madbench does not do per epoch.
@@ -108,27 +110,21 @@ def authors_modules(checkout: str):
 
 
 def madbench_parts(args, quirks=True):
-    """(cfg, entity, train windows, trainer, detector) at the paper config."""
+    """(prepared madbench.Detector, raw entity, scaled train windows) at the paper config."""
     sys.path.insert(0, str(ROOT))
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
-
+    from madbench.api import Detector, compose
     from madbench.data.preprocess import Preprocessor
-    from madbench.data.windows import Windows, WindowSpec
-    from madbench.run import build_detector, load_entities
+    from madbench.data.windows import Windows
+    from madbench.run import load_entities
 
     overrides = ["backbone=dcdetector", f"backbone.reference_quirks={str(quirks).lower()}", "head=madcluster",
                  "dataset=msl", f"dataset.entities=[{args.channel}]", "dataset.sensors=all", "dataset.window=100",
                  f"paths.data_dir={args.root}", "trainer.epochs=1", "trainer.progress=false", "trainer.device=cpu",
-                 *args.override]
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    (entity,) = load_entities(cfg)
-    entity = Preprocessor(scaler=cfg.dataset.scaler).apply(entity)
-    windows = Windows(entity.train, WindowSpec(window=100))
-    trainer = instantiate(cfg.trainer)
-    det = build_detector(cfg, entity.n_inputs, entity.n_sensors, 100)
-    return cfg, entity, windows, trainer, det
+                 f"seed={args.seed}", "trainer.deterministic=false", *args.override]
+    api = Detector.from_config(compose(overrides)).prepare()
+    (entity,) = load_entities(api.config_)
+    scaled = Preprocessor(scaler=api.config_.dataset.scaler).apply(entity)
+    return api, entity, Windows(scaled.train, api.spec_)
 
 
 def authors_batch(config, mods):
@@ -208,7 +204,8 @@ def child_equal(args) -> dict:
     mods = authors_modules(args.authors)
     config = paper_config(args)
     theirs = authors_model(config, mods, args.seed)
-    _, entity, windows, trainer, det = madbench_parts(args)
+    api, entity, _ = madbench_parts(args)
+    det = api.new_model(entity)
     det.heads[0].ensure_centre(config["d_model"])
     ours = dict(det.named_parameters())
     pairs = list(mapped_names(config["patch_size"], config["e_layers"]))
@@ -283,8 +280,8 @@ def child_step_madbench(args) -> dict:
 
     from madbench.detector import FitContext
 
-    torch.manual_seed(args.seed)
-    _, entity, windows, trainer, det = madbench_parts(args)
+    api, entity, windows = madbench_parts(args)
+    trainer, det = api.trainer_, api.new_model(entity)
     cols = torch.as_tensor(entity.input_idx), torch.as_tensor(entity.sensor_idx)
     ctx = FitContext(trainer, det, windows, *windows.split(trainer.val_ratio), *cols)
     det.train()
@@ -329,15 +326,16 @@ def child_step_authors(args) -> dict:
 
 
 def child_epoch_madbench(args) -> dict:
-    import torch
-
-    torch.manual_seed(args.seed)
-    _, entity, windows, trainer, det = madbench_parts(args)
-    tr, va = windows.split(trainer.val_ratio)
-    with Clock() as ep:
-        hist = trainer.fit(det, windows, entity.input_idx, entity.sensor_idx)
-    return {"epoch_s": ep.wall, "epoch_cpu": ep.cpu, "train_windows": len(tr), "val_windows": len(va),
-            "train_loss": hist[0]["train_loss"], "peak_rss_gib": rss_gib(), "load": os.getloadavg()[0]}
+    api, entity, windows = madbench_parts(args)
+    tr, va = windows.split(api.trainer_.val_ratio)
+    end = {}
+    c0 = time.process_time()
+    # the epoch's end: fit_group then scores the train split, which is no part of an epoch
+    fitted = api.fit_group([entity], "madbench", on_epoch=lambda rec: end.update(cpu=time.process_time(),
+                                                                                 peak=rss_gib()))
+    return {"epoch_s": fitted.fit_seconds, "epoch_cpu": end["cpu"] - c0, "train_windows": len(tr),
+            "val_windows": len(va), "train_loss": fitted.history[0]["train_loss"], "peak_rss_gib": end["peak"],
+            "load": os.getloadavg()[0]}
 
 
 def child_epoch_authors(args) -> dict:

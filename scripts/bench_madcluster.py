@@ -6,7 +6,7 @@
         [--backbones lstm,deepsvdd] [--epochs 3] [--rounds 3] [--set deepsvdd:backbone.model.d_model=64 ...]
 
 Each round trains every (backbone, head) pair for ``--epochs`` epochs through the real job
-path (composed config → Detector → Trainer), pairs interleaved so that load drifts hit both
+path (composed config → ``madbench.Detector.fit_group``), pairs interleaved so that load drifts hit both
 arms alike. An epoch's seconds are the trainer's own (training batches, validation, the
 hooks at epoch end — for MADCluster the radius from the epoch's distances); the first epoch
 of each fit is dropped as warm-up. Prints the median seconds per epoch per arm and the
@@ -24,29 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hcompose, initialize_config_dir
+def epoch_seconds(overrides: list[str]) -> list[float]:
+    """Fit one detector as a job would (``madbench.Detector.fit_group``); the seconds of
+    each epoch after the first (the trainer's own: the train-split scoring after the last
+    epoch is not in them)."""
+    from madbench.api import Detector, compose
+    from madbench.run import load_entities
 
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return hcompose("config", overrides=overrides)
-
-
-def epoch_seconds(cfg) -> list[float]:
-    """Fit one detector as a job would; the seconds of each epoch after the first."""
-    from hydra.utils import instantiate
-
-    from madbench.data.preprocess import Preprocessor
-    from madbench.data.windows import Windows, WindowSpec
-    from madbench.run import build_detector, load_entities, seed_everything
-
-    (entity,) = load_entities(cfg)
-    entity = Preprocessor(scaler=cfg.dataset.scaler).apply(entity)
-    trainer = instantiate(cfg.trainer)
-    seed_everything(int(cfg.seed), deterministic=False)
-    det = build_detector(cfg, entity.n_inputs, entity.n_sensors, cfg.dataset.window)
-    spec = WindowSpec(window=cfg.dataset.window, horizon=det.objective.horizon)
-    hist = trainer.fit(det, Windows(entity.train, spec, device=trainer.device), entity.input_idx, entity.sensor_idx)
-    return [h["seconds"] for h in hist[1:]]
+    det = Detector.from_config(compose(overrides)).prepare()
+    (entity,) = load_entities(det.config_)
+    return [h["seconds"] for h in det.fit_group([entity], "fit").history[1:]]
 
 
 def main(argv=None) -> list[dict]:
@@ -65,14 +52,14 @@ def main(argv=None) -> list[dict]:
         extra.setdefault(b, []).append(o)
     base = [f"dataset=msl", f"dataset.entities=[{a.channel}]", "dataset.sensors=all", f"paths.data_dir={a.root}",
             "dataset.window=100", "trainer.batch_size=128", f"trainer.epochs={a.epochs}", "trainer.patience=null",
-            "trainer.progress=false", "trainer.device=cpu"]
+            "trainer.progress=false", "trainer.device=cpu", "trainer.deterministic=false"]
     backbones = a.backbones.split(",")
     times = {(b, h): [] for b in backbones for h in ("none", "madcluster")}
     for r in range(a.rounds):
         for b in backbones:
             for h in (("none", "madcluster") if r % 2 == 0 else ("madcluster", "none")):
                 t0 = time.perf_counter()
-                times[(b, h)] += epoch_seconds(compose(base + [f"backbone={b}", f"head={h}"] + extra.get(b, [])))
+                times[(b, h)] += epoch_seconds(base + [f"backbone={b}", f"head={h}"] + extra.get(b, []))
                 print(f"round {r + 1}/{a.rounds} {b} head={h}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     rows = []
     print(f"\nMADCluster head overhead per training epoch, MSL {a.channel} (55 columns), window 100, batch 128, "

@@ -6,9 +6,11 @@
                                     [--jobs 1,4] [--rounds 3] [--epochs 3]
 
 Each arm (backbone × threads × concurrent jobs) starts that many worker processes at once;
-each worker trains one entity of the default synthetic data (3000 train steps, window 100)
-for ``--epochs`` epochs with ``trainer.num_threads`` set, and reports the mean time of its
-epochs after the first (the first pays for allocation and warm-up). The arms are
+each worker trains one entity of the default synthetic data (3000 train steps, window 100,
+training windows at stride 1) for ``--epochs`` epochs with ``trainer.num_threads`` set
+(``madbench.Detector.fit_group``, the job's path: it scores the train split after the last
+epoch, which no epoch time holds), and reports the mean time of its epochs after the first
+(the first pays for allocation and warm-up). The arms are
 interleaved: every round runs each arm once, in a rotated order, so a change of load on a
 shared machine falls on all arms alike. The load average before each arm is printed with
 it; read a table from a loaded machine as relative numbers only.
@@ -35,26 +37,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def worker(backbone: str, threads: int, epochs: int, extra: list[str]) -> dict:
     """One job's training, timed per epoch (runs in its own process)."""
     sys.path.insert(0, str(ROOT))
-    from hydra import compose, initialize_config_dir
-
-    from madbench import run
-    from madbench.data.preprocess import Preprocessor
-    from madbench.data.windows import Windows, WindowSpec
-    from madbench.config import build
-
-    overrides = [f"backbone={backbone}", "dataset.n_systems=1", f"trainer.epochs={epochs}", "trainer.patience=null",
-                 "trainer.progress=false", f"trainer.num_threads={threads}", *extra]
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    run.seed_everything(0)
-    e = Preprocessor(scaler=cfg.dataset.scaler).apply(run.load_entities(cfg)[0])
-    spec = WindowSpec(window=cfg.dataset.window, horizon=run.build_objective(cfg).horizon)
-    trainer = build(cfg.trainer, "trainer")
-    detector = run.build_detector(cfg, e.n_inputs, e.n_sensors, spec.window)
-    history = trainer.fit(detector, Windows([e.train], spec), e.input_idx, e.sensor_idx)
-    secs = [h["seconds"] for h in history]
     import torch
 
+    from madbench.api import Detector, compose
+    from madbench.run import load_entities
+
+    overrides = [f"backbone={backbone}", "dataset.n_systems=1", "dataset.stride=1", f"trainer.epochs={epochs}",
+                 "trainer.patience=null", "trainer.progress=false", f"trainer.num_threads={threads}", *extra]
+    det = Detector.from_config(compose(overrides)).prepare()
+    history = det.fit_group(load_entities(det.config_)[:1], backbone).history
+    secs = [h["seconds"] for h in history]
     return {"epoch_s": statistics.mean(secs[1:] or secs), "threads": torch.get_num_threads(),
             "val_loss": history[-1]["val_loss"]}
 

@@ -7,7 +7,8 @@ sizes on one NASA channel, with and without head=madcluster.
 Entries for ``scripts/bench.py zoo``: ``ENTRIES[name](head) -> list[str]``, the Hydra
 overrides of one configuration (the backbone at its published sizes and recipe batch size,
 its natural objective, the head). ``measure(overrides, ...)`` runs one of them in a child
-process: it composes the config on the channel, builds the Detector, runs the objective's
+process: it composes the config on the channel, builds the model as a job does
+(``madbench.Detector.new_model``: seed 0, determinism off), runs the objective's
 ``on_fit_start`` (timed apart: THOC's K-means), one warm-up step and ``steps`` timed
 ``training_step`` calls, and reports windows/s, seconds per step, the child's peak RSS
 and its growth over the RSS before training (CUDA: peak allocated memory), plus the CPU
@@ -46,24 +47,21 @@ ENTRIES = {"anomaly_transformer": anomaly_transformer, "thoc": thoc}
 def _child(overrides: list[str], steps: int) -> dict:
     import numpy as np
     import torch
-    from hydra import compose, initialize_config_dir
 
+    from madbench.api import Detector, compose
     from madbench.data.preprocess import Preprocessor
-    from madbench.data.windows import Windows, WindowSpec
+    from madbench.data.windows import Windows
     from madbench.detector import FitContext
-    from madbench.config import build
-    from madbench.run import build_detector, load_entities
+    from madbench.run import load_entities
 
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    api = Detector.from_config(compose(overrides)).prepare()
+    cfg, trainer = api.config_, api.trainer_
     (entity,) = load_entities(cfg)
+    det = api.new_model(entity)
     entity = Preprocessor(scaler=cfg.dataset.get("scaler", "minmax")).apply(entity)
-    trainer = build(cfg.trainer, "trainer")
-    torch.manual_seed(0)
-    det = build_detector(cfg, entity.n_inputs, entity.n_sensors, cfg.dataset.window)
     dev = trainer.device
     det.to(dev)
-    w = Windows([entity.train], WindowSpec(window=cfg.dataset.window, horizon=det.objective.horizon), device=dev)
+    w = Windows([entity.train], api.spec_, device=dev)
     cols = torch.as_tensor(entity.input_idx, device=dev), torch.as_tensor(entity.sensor_idx, device=dev)
     ctx = FitContext(trainer, det, w, *w.split(trainer.val_ratio), *cols)
     det.train()
@@ -106,7 +104,7 @@ def _child(overrides: list[str], steps: int) -> dict:
 def measure(overrides: list[str], root: str, channel: str = "C-1", steps: int = 3) -> dict:
     """One configuration in a fresh process (so its peak RSS is its own)."""
     full = ["dataset=msl", f"dataset.entities=[{channel}]", "dataset.sensors=all", f"paths.data_dir={root}",
-            "trainer.progress=false", *overrides]
+            "trainer.progress=false", "seed=0", "trainer.deterministic=false", *overrides]
     p = subprocess.run([sys.executable, __file__, "--child", json.dumps(full), "--steps", str(steps)],
                        cwd=ROOT, capture_output=True, text=True)
     if p.returncode:

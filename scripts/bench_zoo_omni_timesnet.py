@@ -66,29 +66,26 @@ def _peak_rss_mib() -> float:
 
 
 def _madbench_setup(spec: dict):
-    """(cfg, detector, windows, trainer, ctx) for a real madbench training step."""
+    """(cfg, detector, windows, trainer, ctx, train indices, input and sensor columns) for a
+    real madbench training step: the model a job builds (``madbench.Detector.new_model``)."""
     import torch
-    from hydra.utils import instantiate
 
+    from madbench.api import Detector, compose
     from madbench.data.preprocess import Preprocessor
-    from madbench.data.windows import Windows, WindowSpec
+    from madbench.data.windows import Windows
     from madbench.detector import FitContext
-    from hydra import compose, initialize_config_dir
-
-    from madbench.run import build_detector, load_entities, seed_everything
+    from madbench.run import load_entities
 
     over = [f"backbone={spec['backbone']}", "dataset=msl", f"dataset.entities=[{spec['channel']}]",
             "dataset.sensors=all", f"paths.data_dir={spec['root']}", f"head={spec['head']}",
             f"trainer.device={spec['device']}", f"trainer.batch_size={spec['batch']}", "trainer.progress=false",
-            *spec.get("overrides", [])]
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("config", overrides=over)
+            "seed=0", "trainer.deterministic=false", *spec.get("overrides", [])]
+    api = Detector.from_config(compose(over)).prepare()
+    cfg, trainer = api.config_, api.trainer_
     (entity,) = load_entities(cfg)
+    det = api.new_model(entity).to(trainer.device)
     entity = Preprocessor(scaler=cfg.dataset.scaler).apply(entity)
-    trainer = instantiate(cfg.trainer)
-    seed_everything(0, deterministic=False)
-    det = build_detector(cfg, entity.n_inputs, entity.n_sensors, cfg.dataset.window).to(trainer.device)
-    w = Windows(entity.train, WindowSpec(window=cfg.dataset.window), device=trainer.device)
+    w = Windows(entity.train, api.spec_, device=trainer.device)
     tr_idx, va_idx = w.split(trainer.val_ratio)
     cols = torch.as_tensor(entity.input_idx, device=trainer.device)
     sens = torch.as_tensor(entity.sensor_idx, device=trainer.device)

@@ -13,8 +13,12 @@ Prints one Markdown table, row by row (a cut-short run keeps what it printed):
   ``compile`` (``trainer.compile=true``, fp32). Two epochs: the first (``warm-up s``,
   cuDNN autotuning and compilation) is reported apart, the second is ``fit s/epoch``
   (training and validation); ``score s`` is the second of two scoring passes over the
-  channel's test windows at stride 1; ``peak GiB`` is torch's peak allocated device
-  memory over the row (on the CPU: the process's peak RSS so far);
+  channel's test windows at stride 1 (``Fitted.score_stage``: scaling the test split, the
+  windows and the score stage; the scoring stage, raw here, is not in it); ``peak GiB`` is
+  torch's peak allocated device memory over the row, the job's scoring of the train split
+  after the fit included (on the CPU: the process's peak RSS so far). Fit and score go
+  through ``madbench.Detector`` (``fit_group``, ``Fitted.score_stage``), the job's path;
+  determinism is off (``trainer.deterministic=false``);
 - the whole M2AD MSL run (``experiment=m2ad_table2 dataset=msl seed=0``: 27 channels, one
   seed, a child ``madbench`` process) in wall time, or, when it does not finish in the
   time left, the channels it finished and their rate.
@@ -36,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from madbench.api import compose  # noqa: E402 (the job's composition; the tests compose the real rows with it)
 
 #: MADCluster appendix Table 2's backbones (results/madcluster_t2_cpu); the two whose scoring
 #: issue 27 rewrote first, TimesNet last (its data-dependent periods recompile under compile)
@@ -47,16 +52,9 @@ HEADER = ("| backbone | mode | device | params M | warm-up s | fit s/epoch | sco
           "|---|---|---|---|---|---|---|---|---|")
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hcompose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return hcompose("config", overrides=overrides)
-
-
 def base_overrides(a) -> list[str]:
     common = ["experiment=madcluster_t2", "head=none", "trainer.epochs=2", "trainer.patience=null",
-              "trainer.progress=false", "logger.csv.plots=false", "seed=0"]
+              "trainer.progress=false", "logger.csv.plots=false", "seed=0", "trainer.deterministic=false"]
     if a.dry:   # the CPU-test sizes on one tiny synthetic system (configs/debug/tiny.yaml)
         return [*common, "debug=tiny", "dataset=synthetic", "dataset.n_systems=1", "trainer.device=cpu"]
     return [*common, f"dataset.entities=[{a.channel}]", f"paths.data_dir={a.root}", "trainer.device=cuda"]
@@ -65,39 +63,31 @@ def base_overrides(a) -> list[str]:
 def row(a, backbone: str, mode: str) -> dict:
     """Fit two epochs and score twice, in this process, as a job would."""
     import torch
-    from hydra.utils import instantiate
 
-    from madbench.data.preprocess import Preprocessor
-    from madbench.data.windows import Windows, WindowSpec
-    from madbench.run import build_detector, load_entities, seed_everything
+    from madbench.api import Detector
+    from madbench.run import load_entities
 
     mode_overrides = list(MODES[mode])
     if a.dry and mode == "compile":
         mode_overrides = ["trainer.compile=eager"]  # dynamo's capture without code generation: no compiler needed
-    cfg = compose([*base_overrides(a), f"backbone={backbone}", *([] if a.dry else PAPER.get(backbone, [])),
-                   *mode_overrides])
-    (entity,) = load_entities(cfg)
-    entity = Preprocessor(scaler=cfg.dataset.get("scaler", "minmax")).apply(entity)
-    trainer = instantiate(cfg.trainer)
-    dev = trainer.device
-    seed_everything(0, deterministic=False)
-    det = build_detector(cfg, entity.n_inputs, entity.n_sensors, cfg.dataset.window)
-    spec = WindowSpec(window=cfg.dataset.window, stride=cfg.dataset.get("stride", 1), horizon=det.objective.horizon)
-    score_spec = WindowSpec(window=spec.window, horizon=spec.horizon)
+    det = Detector.from_config(compose([*base_overrides(a), f"backbone={backbone}",
+                                        *([] if a.dry else PAPER.get(backbone, [])), *mode_overrides])).prepare()
+    (entity,) = load_entities(det.config_)
+    dev = det.trainer_.device
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    hist = trainer.fit(det, Windows(entity.train, spec, device=dev), entity.input_idx, entity.sensor_idx)
-    test = Windows(entity.test, score_spec, device=dev)
+    fitted = det.fit_group([entity], backbone)
+    hist = fitted.history
     score_s = 0.0
     for _ in range(2):
         t0 = time.perf_counter()
-        trainer.score(det, test, entity.input_idx, entity.sensor_idx)
+        fitted.score_stage([entity.test], [entity.name], desc=f"{backbone} score")
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         score_s = time.perf_counter() - t0
     peak = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 1024 ** 3
-    return {"device": dev.type, "params": sum(p.numel() for p in det.parameters()) / 1e6,
+    return {"device": dev.type, "params": sum(p.numel() for p in fitted.model.parameters()) / 1e6,
             "warmup": hist[0]["seconds"], "epoch": hist[-1]["seconds"], "score": score_s, "peak": peak,
             "status": "ok" if len(hist) == 2 else f"{len(hist)} epoch(s)"}
 

@@ -120,6 +120,37 @@ def test_fit_and_score_are_the_stages_wired_by_hand():
     assert det.decision_function(e.test).tolist() == pytest.approx(got.score.tolist(), nan_ok=True)
 
 
+def test_trainer_deterministic_reaches_the_fit_and_a_bad_value_is_refused():
+    """The fit seeds the generators with torch's deterministic algorithms as
+    trainer.deterministic says (auto: on on the CPU), so no caller sets them itself."""
+    import torch
+
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        for value, expected in (("auto", True), (False, False), (True, True), (False, False)):
+            tiny(trainer={"epochs": 0, "device": "cpu", "deterministic": value}).fit(systems()[0].train)
+            assert torch.are_deterministic_algorithms_enabled() is expected, value
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=True)
+    with pytest.raises(ConfigError, match=r"^trainer\.deterministic='sometimes'; expected auto, true or false$"):
+        tiny(trainer={"deterministic": "sometimes"}).fit(systems()[0].train)
+
+
+def test_new_model_is_the_untrained_model_fit_group_trains():
+    """new_model (for what drives single training steps itself: scripts/bench_zoo_at_thoc.py)
+    builds the model as fit seeds and builds it: with no epoch, fit_group's model is it."""
+    import torch
+
+    (e,) = systems()
+    det = tiny(trainer={"epochs": 0, "device": "cpu"}).prepare()
+    fresh = det.new_model(e)
+    fitted = det.fit_group([e], "sys0")
+    got, want = fitted.model.state_dict(), fresh.state_dict()
+    assert list(got) == list(want) and all(torch.equal(got[k].cpu(), want[k]) for k in want)
+    other = tiny(trainer={"epochs": 0, "device": "cpu"}, seed=1).prepare().new_model(e)
+    assert not all(torch.equal(other.state_dict()[k], want[k]) for k in want)
+
+
 def test_predict_is_the_rows_threshold_decision():
     (e,) = systems()
     det = tiny(protocol=["strict", "tslib"]).fit(e.train)

@@ -142,24 +142,27 @@ def _reference_gradients(detector, series, spec, input_cols, sensor_cols, needed
 
 @pytest.mark.parametrize("backbone", ["lstm", "lstm_ae", "deepsvdd"])
 def test_gradient_attribution_matches_the_per_window_definition(backbone):
-    from madbench.data.windows import Windows, WindowSpec
-    from madbench.config import build
+    import madbench
+    from madbench.data.windows import Windows
 
-    cfg = compose_cfg([f"backbone={backbone}", "dataset.window=8"])
-    torch.manual_seed(0)
     rng = np.random.default_rng(0)
     series = rng.normal(size=(40, 5)).astype(np.float32)      # 3 sensors (cols 0, 2, 4) + 2 covariates
-    sensor_cols, cov_cols = np.array([0, 2, 4]), np.array([1, 3])
-    input_cols = np.concatenate([sensor_cols, cov_cols])
-    detector = run.build_detector(cfg, 5, 3, 8)
+    cols = [f"c{j}" for j in range(5)]
+    entity = Entity(name="e", system="e", train=series, test=series, labels=np.zeros(40), columns=cols,
+                    sensors=["c0", "c2", "c4"], covariates=["c1", "c3"])
+    sensor_cols, input_cols = entity.sensor_idx, entity.input_idx
+    assert list(input_cols) == [0, 2, 4, 1, 3]
+    api = madbench.Detector.from_config(compose_cfg([f"backbone={backbone}", "dataset.window=8"])).prepare()
+    detector = api.new_model(entity)   # untrained, as the job builds it (seed 0)
     if backbone == "deepsvdd":
-        detector.objective.c = torch.ones(cfg.backbone.model.rep)
+        detector.objective.c = torch.ones(api.config_.backbone.model.rep)
     detector.eval()
-    spec = WindowSpec(window=8, horizon=detector.objective.horizon)
+    spec = api.score_spec_   # the windows the job scores (and attributes) on: stride 1
+    assert (spec.window, spec.stride) == (8, 1)
     needed = np.zeros(40, dtype=bool)
     needed[[12, 13, 14, 30]] = True
-    trainer = build(cfg.trainer, "trainer")
-    got = A.window_gradients(detector, trainer, Windows([series], spec), input_cols, sensor_cols, needed, batch_size=3)
+    got = A.window_gradients(detector, api.trainer_, Windows([series], spec), input_cols, sensor_cols, needed,
+                             batch_size=3)
     ref = _reference_gradients(detector, series.astype(np.float64).astype(np.float32), spec, input_cols, sensor_cols,
                                needed)
     assert np.isnan(got[~needed]).all()

@@ -14,11 +14,10 @@ from omegaconf import OmegaConf
 
 import madbench
 from madbench.checks import validate
-from madbench.data.windows import Windows, WindowSpec
+from madbench.data.entity import Entity
 from madbench.detector import FitContext
 from madbench.errors import ConfigError
-from madbench.fit import Trainer
-from madbench.run import build_detector, load_entities
+from madbench.run import load_entities
 from tests.conftest import CONFIGS, compose_cfg
 
 
@@ -167,13 +166,15 @@ def test_every_backbone_runs_at_its_defaults_on_every_shipped_dataset_shape(back
         if (n_inputs, n_sensors, cfg.dataset.window, model) in built:
             continue   # the same model at the same shape as an earlier dataset (psm and smap_merged, ...)
         built.add((n_inputs, n_sensors, cfg.dataset.window, model))
-        torch.manual_seed(0)
-        det = build_detector(cfg, n_inputs, n_sensors, cfg.dataset.window)
+        cols = [f"c{j}" for j in range(n_inputs)]
+        shape = Entity(name=dataset, system=dataset, labels=np.zeros(0), test=np.zeros((0, n_inputs)),
+                       train=np.random.default_rng(0).random((3 * cfg.dataset.window, n_inputs), dtype=np.float32),
+                       columns=cols, sensors=cols[:n_sensors], covariates=cols[n_sensors:])
+        api = madbench.Detector.from_config(cfg).prepare()
         if cfg.backbone.get("baseline"):  # a baseline's statistics come from its train rows
-            spec = WindowSpec(window=cfg.dataset.window, horizon=det.objective.horizon)
-            train = Windows([np.random.default_rng(0).random((3 * cfg.dataset.window, n_inputs), dtype=np.float32)],
-                            spec)
-            Trainer(epochs=1, device="cpu", progress=False).fit(det, train, np.arange(n_inputs), np.arange(n_sensors))
+            det = api.fit_group([shape], f"{backbone} {dataset}").model
+        else:
+            det = api.new_model(shape)
         det.eval()
         with torch.no_grad():
             out = det(torch.rand(2, cfg.dataset.window, n_inputs))

@@ -249,3 +249,29 @@ def test_progress_bars_stay_off_in_log_files():
         for _ in tqdm(range(50), file=stream, disable=bar_disabled(progress), mininterval=0):
             pass
         assert bool(stream.getvalue()) == shown, (type(stream).__name__, progress)
+
+
+# -- trainer.deterministic ------------------------------------------------------------------
+def test_deterministic_auto_is_on_on_the_cpu_only_and_true_false_force_it():
+    from madbench.fit import resolve_deterministic
+
+    assert Trainer(device="cpu", progress=False).deterministic is True
+    assert Trainer(device="cpu", progress=False, deterministic=False).deterministic is False
+    assert Trainer(device="cpu", progress=False, deterministic=True).deterministic is True
+    for dev in ("cuda", "mps"):   # resolved without the device: no GPU needed here
+        assert resolve_deterministic("auto", torch.device(dev)) is False
+        assert resolve_deterministic(True, torch.device(dev)) is True
+        assert resolve_deterministic(False, torch.device(dev)) is False
+
+
+@pytest.mark.parametrize("bad", ["yes", "on", 1, 0, None, 1.0])
+def test_a_bad_deterministic_value_is_a_one_line_config_error(bad):
+    from madbench.checks import validate
+    from tests.conftest import compose_cfg
+
+    with pytest.raises(ConfigError, match=r"^trainer\.deterministic=.*; expected auto, true or false$"):
+        Trainer(device="cpu", progress=False, deterministic=bad)
+    cfg = compose_cfg([])
+    cfg.trainer.deterministic = bad
+    with pytest.raises(ConfigError, match=r"^trainer\.deterministic=.*; expected auto, true or false$"):
+        validate(cfg)

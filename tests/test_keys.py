@@ -14,6 +14,7 @@ from tests.conftest import compose_cfg
     ("name", "label"), ("tags", "label"), ("experiment_name", "label"),
     ("paths.data_dir", "runtime"), ("logger.wandb.mode", "runtime"), ("trainer.num_threads", "runtime"),
     ("trainer.device", "runtime"), ("trainer.eval_batch_size", "runtime"), ("rescore", "runtime"),
+    ("trainer.deterministic", "runtime"),
     ("scoring.alpha", "post_score"), ("protocol.m2ad.padding", "post_score"), ("attribution", "post_score"),
     ("dataset.anomaly_ratio", "post_score"), ("head.score", "post_score"),
     ("trainer.epochs", "training"), ("dataset.window", "training"), ("head.k", "training"), ("seed", "training"),
@@ -41,7 +42,8 @@ def test_the_hash_ignores_labels_and_runtime_keys_and_reads_every_other_key():
     cfg = compose_cfg([])
     h = config_hash(cfg)
     for k, v in {"name": "other", "experiment_name": "e", "tags": ["t"], "trainer.num_threads": 1,
-                 "trainer.progress": False, "trainer.device": "cpu", "paths.output_dir": "/x",
+                 "trainer.progress": False, "trainer.device": "cpu", "trainer.deterministic": False,
+                 "paths.output_dir": "/x",
                  "skip_done": True, "rescore": ["scoring=m2ad"]}.items():
         assert config_hash(_with(cfg, **{k: v})) == h, k
     for k, v in {"trainer.epochs": 7, "scoring.name": "other", "protocol.strict.range_window": 7,

@@ -289,12 +289,14 @@ def test_a_protocol_refusal_that_needs_only_the_split_sizes_comes_before_trainin
                                    "validation scores the smallest p-value is 1/77")
     assert (pd.read_csv(tmp_path / "results.csv").error == str(e.value)).all()
     # a larger alpha can flag with 76 steps: nothing refused (the fit is stubbed, so only the check runs)
+    import madbench
     from madbench.checks import check_sizes
-    from madbench.data.windows import WindowSpec
 
     ok = compose_cfg(["dataset.n_systems=1", "protocol=[m2ad]", "scoring.calibration=empirical",
                       "scoring.alpha=0.02"])
-    check_sizes(ok, [[e] for e in run.load_entities(ok)], WindowSpec(window=20, stride=1, horizon=1), 0.2)
+    det = madbench.Detector.from_config(ok).prepare()   # the job's training windows and trainer
+    assert (det.spec_.window, det.spec_.stride, det.spec_.horizon, det.trainer_.val_ratio) == (20, 1, 1, 0.2)
+    check_sizes(ok, [[e] for e in run.load_entities(ok)], det.spec_, det.trainer_.val_ratio)
 
 
 def test_a_protocol_that_refuses_the_scores_fails_its_own_rows_only(tmp_path):
