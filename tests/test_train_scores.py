@@ -15,7 +15,6 @@ from madbench.errors import ConfigError, DataError
 from madbench.scoring.base import SeriesScores
 from tests.conftest import compose_cfg
 
-pytestmark = pytest.mark.xdist_group("evaluate")
 
 
 def _arrays(seed=0, T=400, D=3):
