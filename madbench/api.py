@@ -472,14 +472,14 @@ class Detector(BaseEstimator):
         val_start = train_w.val_start(trainer.val_ratio)
         t0 = time.perf_counter()
         # the train split as far as a later stage reads it (madbench.train_scores)
-        first = {train_scores.ALL: np.zeros_like(val_start), train_scores.VALIDATION: val_start,
-                 train_scores.NONE: train_w.lengths}[self.train_scored_]
         score_w = train_w.restrided(self.score_spec_)
         if self.train_scored_ != train_scores.ALL:
-            score_w = score_w.covering(first)
+            # per series, the first step read: the validation start, or past the end (none)
+            read_from = val_start if self.train_scored_ == train_scores.VALIDATION else train_w.lengths
+            score_w = score_w.covering(read_from)
         tr_scores = trainer.score(model, score_w, inputs, sensors, desc=f"{desc} score train")
         if self.train_scored_ != train_scores.ALL:
-            tr_scores = [s.unscored_before(int(f)) for s, f in zip(tr_scores, first)]
+            tr_scores = [s.unscored_before(int(f)) for s, f in zip(tr_scores, read_from)]
         train_score_s = time.perf_counter() - t0
         entities = []
         for e, x, p, vs, tr in zip(group, trains, preps, val_start, tr_scores):
