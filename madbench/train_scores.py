@@ -44,17 +44,14 @@ def _level(value, who: str) -> str:
     return value
 
 
-def reads(cfg: DictConfig, protocols=None) -> dict[str, str]:
-    """{reader: level} of a config's scoring stage and its protocols (or ``protocols``: a
-    config's ``protocol`` node or names). A scorer or protocol that declares nothing is
-    taken to read every train step (nothing is left unscored by mistake)."""
+def reads(cfg: DictConfig) -> dict[str, str]:
+    """{reader: level} of a config's scoring stage and its protocols. A scorer or protocol
+    that declares nothing is taken to read every train step (nothing is left unscored by
+    mistake)."""
     scorer = build_scorer(cfg)
     out = {f"scoring={cfg.scoring.name} (its fit)": _level(getattr(scorer, "train_reads", ALL), "scoring")}
-    node = cfg.protocol if protocols is None else protocols
-    for name in node:
-        pcfg = node[name] if isinstance(node, (dict, DictConfig)) else None
-        params = OmegaConf.to_container(pcfg, resolve=True) if isinstance(pcfg, DictConfig) else dict(pcfg or {})
-        proto = P.build(str(name), params)
+    for name, pcfg in cfg.protocol.items():
+        proto = P.build(str(name), OmegaConf.to_container(pcfg, resolve=True) if pcfg is not None else {})
         out[f"protocol={name}"] = _level(getattr(proto, "train_reads", ALL), f"protocol={name}")
     return out
 
@@ -89,12 +86,12 @@ def describe(level: str, reasons: list[str]) -> str:
     return line
 
 
-def check_stored(have: str, cfg: DictConfig, where: str, protocols=None) -> None:
-    """Refuse (one-line DataError naming ``where``) scoring or protocols of ``cfg`` (or
-    ``protocols``) that read more of the train split than the ``have`` level kept."""
+def check_stored(have: str, cfg: DictConfig, where: str) -> None:
+    """Refuse (one-line DataError naming ``where``) scoring or protocols of ``cfg`` that read
+    more of the train split than the ``have`` level kept."""
     if have == ALL:
         return
-    missing = {who: v for who, v in reads(cfg, protocols).items() if not covers(have, v)}
+    missing = {who: v for who, v in reads(cfg).items() if not covers(have, v)}
     if not missing:
         return
     kept = {NONE: "no train scores", VALIDATION: "the validation steps' train scores only"}[have]
