@@ -46,9 +46,10 @@ every evaluation pass), a token's embedding is A·z_t + π_t, with z_t its circu
 neighbours [x_{t−1}, x_t, x_{t+1}] (3·c_in values) and A the convolution: the scores
 e_i M e_j + v·e_j (M = W_qᵀW_k, v = b_q·W_k per head; the terms that are constant along a
 row, which the softmax over keys cancels, are left out, and with them the key bias) are
-computed in the 3·c_in-wide space of z wherever it is narrower than d, as one batched
-product accumulated onto a batch-independent term, with 1/√E folded into W_q, so that each
-[B·C, H, T, T] score map is written once before its softmax. Otherwise (dropout
+computed in the 3·c_in-wide space of z wherever it is narrower than d, as two batched
+products accumulated onto a batch-independent term, with 1/√E folded into W_q: each
+[B·C, H, T, T] score map is written by the first and updated in place by the second
+(one head), and training keeps only z and the maps for the backward pass. Otherwise (dropout
 on the embeddings while training, as the MADCluster reference has) with one head the query
 and key are merged into one d×d product, G = E·M + v, scores = G·Eᵀ, and ``recompute=true``
 recomputes each layer's maps in the backward pass (torch.utils.checkpoint), 32 windows at a
@@ -125,21 +126,23 @@ class DualAttention(nn.Module):
         n, t = x.shape[:2]
         if composed:
             # e_t = A z_t + π_t: e_i M e_j + v e_j = (z_i K + R_i) z_j + z_i U_j + C_ij with K, R, U,
-            # C from the weights alone, so one batched product [z K + R | z]·[z ; U] of inner size
-            # 2·3c, accumulated onto the batch-independent C (baddbmm), writes each map once
+            # C from the weights alone. Two batched products onto the batch-independent C: the
+            # map is written by the first and accumulated in place by the second, and neither
+            # keeps more than z (which the view holds anyway) for the backward pass: z needs
+            # no gradient, so the products with it save nothing of their other factor
             m, v = self.bilinear()
             a, pe = emb.matrix(), emb.pe[0]                 # [d, 3c], [T, d]
             row = pe @ m + v[:, None]                        # [H, T, d]: π_i M + v
             k = a.t() @ m @ a                                # [H, 3c, 3c]
             u = a.t() @ m @ pe.t()                           # [H, 3c, T]
             const = row @ pe.t()                             # [H, T, T]
-            z = x[:, None]                                   # [B', 1, T, 3c]
-            h = self.n_heads
-            left = torch.cat([z @ k + row @ a, z.expand(-1, h, -1, -1)], dim=-1)                # [B', H, T, 6c]
-            right = torch.cat([z.transpose(-1, -2).expand(-1, h, -1, -1), u.expand(n, -1, -1, -1)], dim=-2)
-            if h == 1:
-                return torch.baddbmm(const, left[:, 0], right[:, 0]).unsqueeze(1)
-            return left @ right + const
+            left = x[:, None] @ k + row @ a                  # [B', H, T, 3c]: z_i K + R_i
+            if self.n_heads == 1:
+                scores = torch.baddbmm(const, x, u.expand(n, -1, -1))       # z_i U_j + C_ij
+                lt, zt = left[:, 0].to(scores.dtype), x.transpose(1, 2).to(scores.dtype)   # autocast: in its dtype
+                return scores.baddbmm_(lt, zt).unsqueeze(1)
+            z = x[:, None]
+            return left @ z.transpose(-1, -2) + (z @ u + const)
         d = x.shape[-1]
         if self.n_heads == 1:   # one d×d product instead of two
             m, v = self.bilinear()

@@ -157,6 +157,39 @@ def test_fused_scores_equal_the_unfused_computation(n_heads):
                     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
 
 
+def test_training_keeps_only_the_narrow_inputs_of_the_composed_scores():
+    """Issue 27 (the DCdetector job's peak is training's): the composed scores of a view save
+    for the backward pass nothing that grows with the batch except z itself, which the view
+    holds anyway; the concatenated [zK + R | z] and [zᵀ ; U] factors of the one-product form
+    (2 × z's size each, per layer and view) are gone. Gradients as the unfused form."""
+    torch.manual_seed(3)
+    model = small(window=20, patch_sizes=(5,), d_model=32, layers=1).train()
+    layer, emb = model.layers[0], model.patch_embed[0]
+
+    def saved_besides_z(n_series):
+        z = emb.neighbours(torch.randn(n_series, 4, 5))   # n_series series of 4 tokens of 5 steps
+        saved = {}
+
+        def pack(t):
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            scores = layer.logits((emb, z, True))
+        assert z.untyped_storage().data_ptr() in saved
+        return sum(n for ptr, n in saved.items() if ptr != z.untyped_storage().data_ptr()), z, scores
+
+    small_batch, _, _ = saved_besides_z(64)
+    others, z, scores = saved_besides_z(1024)
+    assert others == small_batch < z.untyped_storage().nbytes() / 8, (small_batch, others, z.untyped_storage().nbytes())
+    w = torch.randn_like(scores)
+    params = [layer.query.weight, layer.query.bias, layer.key.weight, emb.conv.weight]
+    got = torch.autograd.grad((scores * w).sum(), params)
+    want = torch.autograd.grad((unfused_scaled_scores(layer, (emb, z, True)) * w).sum(), params)
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4 * r.abs().max().item())
+
+
 def test_kl_on_small_maps_equals_kl_of_expanded_maps_values_and_gradients():
     """The factorised KLs against my_kl_loss on the [L×L] maps — per step, both directions,
     with rows that do not sum to 1 (what attention dropout leaves)."""
