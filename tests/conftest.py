@@ -1,3 +1,4 @@
+import copy
 import os
 from pathlib import Path
 
@@ -23,9 +24,20 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+_COMPOSED: dict = {}
+
+
 def compose_cfg(overrides=(), tiny=True):
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose("config", overrides=(TINY if tiny else []) + list(overrides))
+    """Hydra's composition of configs/ with these overrides (and the tiny job's), a fresh
+    copy on every call: the same overrides are composed once per test process (a compose
+    costs about 0.15 s of Hydra's defaults tree and YAML loading, a copy 5 ms; the suite
+    composes about a thousand times, many of them alike), and each caller gets its own
+    copy to modify."""
+    key = (bool(tiny), tuple(overrides))
+    if key not in _COMPOSED:
+        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+            _COMPOSED[key] = compose("config", overrides=(TINY if tiny else []) + list(overrides))
+    return copy.deepcopy(_COMPOSED[key])
 
 
 @pytest.fixture
