@@ -82,3 +82,16 @@ def test_readme_config_group_table_lists_every_group_and_option():
         assert group.name in rows, f"README config-group table lacks {group.name}"
         for option in sorted(f.stem for f in group.glob("*.yaml")):
             assert f"`{option}`" in rows[group.name], f"README: group {group.name} lacks option {option}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["madbench-eval", "madbench-tables", "madbench-collect"])
+def test_each_argparse_console_script_runs_from_its_installed_wrapper(name):
+    """The other tests run these scripts in-process (tests.conftest.script); this one runs
+    each through the wrapper pip installed, and checks that the in-process call answers alike."""
+    from tests.conftest import script
+
+    p = subprocess.run([str(BIN / name), "--help"], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.startswith(f"usage: {name}") and not p.stderr, p.stderr
+    q = script(name, "--help")
+    assert (q.returncode, q.stdout, q.stderr) == (0, p.stdout, "")

@@ -3,8 +3,6 @@ tables read, no command replaces a table with fewer rows (or an empty one) witho
 so, and every row is read against the trivial floor."""
 import argparse
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +14,8 @@ from madbench.errors import DataError
 from madbench.reports import floors as F
 from madbench.rundir import results_frame
 from madbench.tracking.collect import collect, collect_frame
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, script
 
-BIN = Path(sys.executable).parent
 
 
 def table(name, df, **args):
@@ -68,7 +65,7 @@ def test_rendering_a_folder_without_runs_writes_nothing_and_says_so(tmp_path):
                                for i in range(5)])
     committed.to_csv(folder / "collected.csv", index=False)
     before = (folder / "collected.csv").read_bytes()
-    p = subprocess.run([str(BIN / "madbench-tables"), "madcluster_t2", "."], cwd=folder, capture_output=True, text=True)
+    p = script("madbench-tables", "madcluster_t2", ".", cwd=folder)
     assert p.returncode == 1 and p.stderr.count("\n") == 1
     assert p.stderr.startswith("madbench-tables: error: .: no run dir (results.csv) below it")
     assert (folder / "collected.csv").read_bytes() == before
@@ -85,7 +82,7 @@ def test_collect_never_replaces_more_rows_with_fewer_unless_forced(tmp_path, pai
                                         r"written \(--force replaces it"):
         collect(few, out)
     assert len(pd.read_csv(out)) == n
-    p = subprocess.run([str(BIN / "madbench-collect"), str(few), "--out", str(out)], capture_output=True, text=True)
+    p = script("madbench-collect", str(few), "--out", str(out))
     assert p.returncode == 1 and "--force" in p.stderr and len(pd.read_csv(out)) == n
     collect(few, out, force=True)
     assert len(pd.read_csv(out)) < n

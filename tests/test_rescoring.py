@@ -16,7 +16,7 @@ from madbench import rundir
 from madbench import run
 from madbench.errors import ConfigError, DataError
 from madbench.tracking.collect import collect
-from tests.conftest import compose_cfg, rewrite_v1_scores, stored, v1_run
+from tests.conftest import compose_cfg, rewrite_v1_scores, stored, v1_run, script
 
 BIN = Path(sys.executable).parent
 M2AD = ["scoring=m2ad", "protocol=[strict,m2ad]", "trainer.epochs=1"]
@@ -112,7 +112,7 @@ def test_cli_in_place_protocol_reevaluation_keeps_other_rows(tmp_path):
     d = tmp_path / "run"
     run.main(compose_cfg(["trainer.epochs=1", "score_train=all"]), d)  # tslib reads every train score
     before = pd.read_csv(d / "results.csv")
-    p = subprocess.run([str(BIN / "madbench-eval"), str(d), "protocol=[tslib]"], capture_output=True, text=True)
+    p = script("madbench-eval", str(d), "protocol=[tslib]")
     assert p.returncode == 0, p.stderr
     after = pd.read_csv(d / "results.csv")
     assert set(after.protocol) == {"strict", "tslib"}
@@ -137,14 +137,12 @@ def test_cli_in_place_protocol_reevaluation_keeps_other_rows(tmp_path):
 def test_cli_sweep_dir_and_bad_input(tmp_path):
     for seed in (0, 1):
         run.main(compose_cfg(M2AD + [f"seed={seed}", "dataset.n_systems=1"]), tmp_path / "sweep" / str(seed))
-    p = subprocess.run([str(BIN / "madbench-eval"), str(tmp_path / "sweep"), "scoring.calibration=chi2,std4"],
-                       capture_output=True, text=True)
+    p = script("madbench-eval", str(tmp_path / "sweep"), "scoring.calibration=chi2,std4")
     assert p.returncode == 0, p.stderr
     assert len(list((tmp_path / "sweep").glob("*/rescored/*/results.csv"))) == 4
-    bad = subprocess.run([str(BIN / "madbench-eval"), str(tmp_path / "sweep"), "trainer.lr=1"], capture_output=True,
-                         text=True)
+    bad = script("madbench-eval", str(tmp_path / "sweep"), "trainer.lr=1")
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "trainer.lr" in bad.stderr
-    missing = subprocess.run([str(BIN / "madbench-eval"), str(tmp_path / "nope")], capture_output=True, text=True)
+    missing = script("madbench-eval", str(tmp_path / "nope"))
     assert missing.returncode == 1 and "nope" in missing.stderr
 
 
@@ -381,8 +379,7 @@ def test_cli_help_and_a_bad_value_in_place_are_one_line(own_m2ad_run):
     h = subprocess.run([str(BIN / "madbench-eval"), "--help"], capture_output=True, text=True)
     assert h.returncode == 0 and h.stdout.startswith("usage: madbench-eval") and not h.stderr
     before = (own_m2ad_run / "results.csv").read_bytes()
-    p = subprocess.run([str(BIN / "madbench-eval"), str(own_m2ad_run), "protocol=[tslib]", "protocol.tslib.range_window=abc"],
-                       capture_output=True, text=True)
+    p = script("madbench-eval", str(own_m2ad_run), "protocol=[tslib]", "protocol.tslib.range_window=abc")
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert p.stderr.strip() == "madbench-eval: error: protocol.tslib.range_window='abc'; expected an integer >= 1"
     assert (own_m2ad_run / "results.csv").read_bytes() == before
@@ -496,8 +493,7 @@ def test_variants_flag_writes_protocol_only_overrides_as_variant_dirs(tmp_path):
     d = tmp_path / "run"
     run.main(compose_cfg(M2AD + ["dataset.n_systems=1"]), d)
     before = pd.read_csv(d / "results.csv")
-    p = subprocess.run([str(BIN / "madbench-eval"), "--variants", str(d), "protocol.m2ad.grouping=none"],
-                       capture_output=True, text=True)
+    p = script("madbench-eval", "--variants", str(d), "protocol.m2ad.grouping=none")
     assert p.returncode == 0, p.stderr
     (variant,) = (d / "rescored").iterdir()
     assert variant.name.startswith("grouping-none-")
@@ -505,7 +501,7 @@ def test_variants_flag_writes_protocol_only_overrides_as_variant_dirs(tmp_path):
     df = pd.read_csv(variant / "results.csv")
     assert df.config_hash.iloc[0] != before.config_hash.iloc[0] and (df.status == "ok").all()
     # the search table reads the run and its variant: one row per construction
-    p = subprocess.run([str(BIN / "madbench-tables"), "m2ad_search", str(d)], capture_output=True, text=True)
+    p = script("madbench-tables", "m2ad_search", str(d))
     assert p.returncode == 0, p.stderr
     table = pd.read_csv(d / "m2ad_search.csv")
     assert table.grouping.tolist() == ["padding", "none"] and table.sided.tolist() == ["one", "one"]
@@ -516,7 +512,7 @@ def test_variants_flag_writes_protocol_only_overrides_as_variant_dirs(tmp_path):
     for c in ("tp", "fp", "fn"):
         assert table[c].tolist() == [total(before, f"event_{c}"), total(df, f"event_{c}")]
     # without the flag the same override is re-evaluated in place, as before
-    p = subprocess.run([str(BIN / "madbench-eval"), str(d), "protocol.m2ad.grouping=none"], capture_output=True, text=True)
+    p = script("madbench-eval", str(d), "protocol.m2ad.grouping=none")
     assert p.returncode == 0, p.stderr
     assert len(list((d / "rescored").iterdir())) == 1
     after = pd.read_csv(d / "results.csv")

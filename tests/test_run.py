@@ -13,7 +13,7 @@ from madbench import run
 from madbench.errors import ConfigError, DataError
 from madbench.metrics import METRIC_COLUMNS
 from madbench.rundir import RESULT_COLUMNS
-from tests.conftest import ROOT, compose_cfg, stored
+from tests.conftest import ROOT, compose_cfg, stored, script
 from tests.tracking.wandb_records import raw_records
 
 BIN = Path(sys.executable).parent
@@ -141,7 +141,7 @@ def test_multirun_and_collect(tmp_path):
     runs = sorted((tmp_path / "multirun").glob("*/*/results.csv"))
     assert len(runs) == 4
     assert len({r.parent.name for r in runs}) == 4
-    c = subprocess.run([str(BIN / "madbench-collect"), str(tmp_path)], capture_output=True, text=True, env=env)
+    c = script("madbench-collect", str(tmp_path))
     assert c.returncode == 0, c.stderr
     df = pd.read_csv(tmp_path / "collected.csv")
     assert df.run_id.nunique() == 4

@@ -7,8 +7,6 @@ import argparse
 import csv
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +19,8 @@ from madbench.reports import m2ad as RM
 from madbench.reports import pairs as RP
 from madbench.reports.base import PAPER_DIR, load_results
 from madbench.rundir import results_frame
+from tests.conftest import script
 
-BIN = Path(sys.executable).parent
 PER_SIGNAL = PAPER_DIR / "m2ad_benchmark_per_signal.csv"
 
 
@@ -133,14 +131,12 @@ def test_ablation_variants_map_to_the_paper_arms():
 def test_cli_writes_csv_md_tex_and_refuses_a_missing_path(tmp_path):
     src = tmp_path / "collected.csv"
     results_frame(rows("msl", "m2ad_table2-msl", COUNTS)).to_csv(src, index=False)
-    p = subprocess.run([str(BIN / "madbench-tables"), "m2ad_table2", str(src), "--out", str(tmp_path / "t")],
-                       capture_output=True, text=True)
+    p = script("madbench-tables", "m2ad_table2", str(src), "--out", str(tmp_path / "t"))
     assert p.returncode == 0, p.stderr
     md = (tmp_path / "t" / "m2ad_table2.md").read_text()
     assert "0.749 ± 0.032" in md and f"{statistics.mean(F1):.3f} ± {statistics.stdev(F1):.3f}" in md
     assert r"$\pm$" in (tmp_path / "t" / "m2ad_table2.tex").read_text()
-    bad = subprocess.run([str(BIN / "madbench-tables"), "m2ad_table2", str(tmp_path / "nope.csv")],
-                         capture_output=True, text=True)
+    bad = script("madbench-tables", "m2ad_table2", str(tmp_path / "nope.csv"))
     assert bad.returncode != 0 and "nope.csv" in bad.stderr
 
 
@@ -207,7 +203,7 @@ def t2_results(tmp_path, differ=None):
     madcluster head adds exactly +0.1 F1 on deepsvdd's entities and nothing on lstm's."""
     from omegaconf import OmegaConf
 
-    from tests.conftest import compose_cfg
+    from tests.conftest import compose_cfg, script
 
     base = {"C-1": 0.3, "D-14": 0.5, "M-6": 0.2, "T-8": 0.4, "P-15": 0.25, "S-2": 0.35}
     rows = []
@@ -274,8 +270,7 @@ def test_an_integer_key_pairs_by_its_value_where_other_runs_lack_it(tmp_path):
 def test_paired_cli_writes_the_table(tmp_path):
     df = t2_results(tmp_path)
     df.to_csv(tmp_path / "collected.csv", index=False)
-    p = subprocess.run([str(BIN / "madbench-tables"), "paired", str(tmp_path / "collected.csv"),
-                        "--paired", "head=none,madcluster", "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    p = script("madbench-tables", "paired", str(tmp_path / "collected.csv"), "--paired", "head=none,madcluster", "--out", str(tmp_path / "out"))
     assert p.returncode == 0, p.stderr
     t = pd.read_csv(tmp_path / "out" / "paired.csv").set_index("backbone")
     assert t.loc["deepsvdd", "mean_gain"] == pytest.approx(0.1) and t.loc["lstm", "verdict"] == "no difference shown"
@@ -452,8 +447,7 @@ def test_grid_one_row_per_backbone_head_scoring_with_each_protocols_f1():
 @pytest.mark.slow
 def test_grid_cli_writes_the_table(tmp_path):
     grid_rows().to_csv(tmp_path / "collected.csv", index=False)
-    p = subprocess.run([str(BIN / "madbench-tables"), "grid", str(tmp_path / "collected.csv"), "--out",
-                        str(tmp_path / "out")], capture_output=True, text=True)
+    p = script("madbench-tables", "grid", str(tmp_path / "collected.csv"), "--out", str(tmp_path / "out"))
     assert p.returncode == 0, p.stderr
     assert len(pd.read_csv(tmp_path / "out" / "grid.csv")) == 7
     assert "m2ad event F1" in (tmp_path / "out" / "grid.md").read_text()
@@ -513,8 +507,7 @@ def test_paired_by_several_columns_keeps_the_grids_scorings_apart(tmp_path):
 def test_paired_cli_refuses_a_config_difference_in_one_line_naming_the_key(tmp_path):
     df = t2_results(tmp_path, differ="trainer.epochs=7")
     df.to_csv(tmp_path / "collected.csv", index=False)
-    p = subprocess.run([str(BIN / "madbench-tables"), "paired", str(tmp_path / "collected.csv"),
-                        "--paired", "head=none,madcluster"], capture_output=True, text=True)
+    p = script("madbench-tables", "paired", str(tmp_path / "collected.csv"), "--paired", "head=none,madcluster")
     assert p.returncode != 0 and p.stderr.count("\n") == 1
     assert p.stderr.startswith("madbench-tables: error: --paired head=none,madcluster: run ")
     assert "the closest differs in 'trainer.epochs'" in p.stderr
@@ -573,13 +566,20 @@ def test_paired_cli_on_results_without_the_protocol_names_those_it_has(tmp_path)
     df = t2_results(tmp_path)
     df = pd.concat([df.assign(protocol="strict"), df.assign(protocol="tslib")])
     df.to_csv(tmp_path / "collected.csv", index=False)
-    p = subprocess.run([str(BIN / "madbench-tables"), "paired", str(tmp_path / "collected.csv"),
-                        "--paired", "head=none,madcluster", "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    p = script("madbench-tables", "paired", str(tmp_path / "collected.csv"), "--paired", "head=none,madcluster", "--out", str(tmp_path / "out"))
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
     assert p.stderr.strip() == ("madbench-tables: error: no per-entity rows of protocol madcluster in RESULTS (it has "
                                 "strict, tslib); choose one with --protocol strict")
     assert not (tmp_path / "out").exists()
-    ok = subprocess.run([str(BIN / "madbench-tables"), "paired", str(tmp_path / "collected.csv"), "--paired",
-                         "head=none,madcluster", "--protocol", "strict", "--out", str(tmp_path / "out")],
-                        capture_output=True, text=True)
+    ok = script("madbench-tables", "paired", str(tmp_path / "collected.csv"), "--paired", "head=none,madcluster", "--protocol", "strict", "--out", str(tmp_path / "out"))
     assert ok.returncode == 0, ok.stderr  # the suggestion works
+
+
+def test_every_table_has_a_help_page():
+    """`madbench-tables --help` crashed in argparse on the attribution table's help, which
+    holds a % (argparse %-formats help strings)."""
+    top = script("madbench-tables", "--help")
+    assert top.returncode == 0 and not top.stderr, top.stderr
+    for table in reports.REPORTS:
+        p = script("madbench-tables", table, "--help")
+        assert p.returncode == 0 and p.stdout.startswith(f"usage: madbench-tables {table}") and not p.stderr, table

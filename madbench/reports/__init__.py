@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="table", required=True, metavar="TABLE")
     for name, report in REPORTS.items():
-        p = sub.add_parser(name, help=report.help, description=report.help)
+        p = sub.add_parser(name, help=report.help.replace("%", "%%"), description=report.help)  # argparse %-formats help
         p.add_argument("results", help="a collected CSV or a directory of run dirs")
         p.add_argument("--out", default=None, help="output directory (default: beside RESULTS)")
         report.add_arguments(p)

@@ -10,7 +10,7 @@ from madbench.checks import validate
 from madbench.errors import ConfigError, DataError
 from madbench.scoring.base import SeriesScores
 from madbench.scoring.scorers import M2ADScoring
-from tests.conftest import compose_cfg, stored
+from tests.conftest import compose_cfg, stored, script
 
 
 def series(res):
@@ -189,9 +189,6 @@ EXPERIMENT_TINY = ["dataset.window=20", "trainer.epochs=1", "trainer.progress=fa
 @pytest.mark.slow
 def test_ablation_experiment_trains_once_and_rescores_every_arm(tmp_path):
     """experiment=m2ad_ablation end to end on the SMD fixture: one job, six arms in the table."""
-    import subprocess
-    import sys
-    from pathlib import Path
 
     from hydra import compose, initialize_config_dir
 
@@ -208,8 +205,7 @@ def test_ablation_experiment_trains_once_and_rescores_every_arm(tmp_path):
     assert variants == ["distribution-gmm+calibration-chi2", "distribution-gmm+calibration-std4",
                         "distribution-normal+calibration-chi2", "distribution-normal+calibration-gamma",
                         "distribution-normal+calibration-std4"]
-    p = subprocess.run([str(Path(sys.executable).parent / "madbench-tables"), "m2ad_ablation", str(tmp_path / "sweep")],
-                       capture_output=True, text=True)
+    p = script("madbench-tables", "m2ad_ablation", str(tmp_path / "sweep"))
     assert p.returncode == 0, p.stderr
     table = pd.read_csv(tmp_path / "sweep" / "m2ad_ablation.csv")
     assert len(table) == 6 and table.paper_f1_mean.notna().all() and (table.n_entities == df.n_entities.max()).all()
