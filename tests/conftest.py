@@ -66,9 +66,11 @@ def script(name: str, *args, cwd=None) -> subprocess.CompletedProcess:
                 rc = fn()
                 code = 0 if rc is None else rc
             except SystemExit as e:
-                code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
-                if not isinstance(e.code, (int, type(None))):
+                if e.code is None or isinstance(e.code, int):
+                    code = e.code or 0
+                else:   # sys.exit("message"): the message goes to stderr, status 1
                     print(e.code, file=sys.stderr)
+                    code = 1
     finally:
         sys.argv = argv
         os.chdir(here)
