@@ -3,7 +3,7 @@ import io
 import os
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -20,6 +20,11 @@ os.environ.setdefault("WANDB_SILENT", "true")
 # A job small enough for a test (configs/debug/tiny.yaml): 2 systems x 400/400 steps,
 # window 20, 2 epochs, the backbone at its CPU-test sizes (configs/sizes/tiny_<backbone>.yaml).
 TINY = ["debug=tiny"]
+#: compose_cfg's tiny configs draw no plots unless the overrides ask (logger.csv.plots=true:
+#: tests/test_run.py's tiny_run and W&B test, tests/test_attribution.py's SMD run,
+#: tests/tracking/test_plots.py): matplotlib was a ninth of the suite's CPU time, for figures
+#: nothing read. Set after composing: an override would fail where logger=... drops csv.
+PLOTS = "logger.csv.plots="
 
 
 def pytest_collection_modifyitems(config, items):
@@ -33,47 +38,102 @@ _COMPOSED: dict = {}
 
 
 def compose_cfg(overrides=(), tiny=True):
-    """Hydra's composition of configs/ with these overrides (and the tiny job's), a fresh
-    copy on every call: the same overrides are composed once per test process (a compose
+    """Hydra's composition of configs/ with these overrides (and the tiny job's, which draws
+    no plots unless asked: ``PLOTS``), a fresh copy on every call: the same overrides are composed once per test process (a compose
     costs about 0.15 s of Hydra's defaults tree and YAML loading, a copy 5 ms; the suite
     composes about a thousand times, many of them alike), and each caller gets its own
     copy to modify."""
     key = (bool(tiny), tuple(overrides))
     if key not in _COMPOSED:
         with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-            _COMPOSED[key] = compose("config", overrides=(TINY if tiny else []) + list(overrides))
+            cfg = compose("config", overrides=(TINY if tiny else []) + list(overrides))
+        if tiny and "csv" in cfg.logger and not any(o.lstrip("+").startswith(PLOTS) for o in overrides):
+            cfg.logger.csv.plots = False
+        _COMPOSED[key] = cfg
     return copy.deepcopy(_COMPOSED[key])
 
 
-def script(name: str, *args, cwd=None) -> subprocess.CompletedProcess:
-    """Run one of madbench's argparse console scripts (``madbench-eval``, ``madbench-tables``,
-    ``madbench-collect``; not the Hydra app) in this process, as its console-script wrapper
+@contextmanager
+def _process_state(env=None):
+    """What a console script may change in the process that a fresh interpreter would have
+    thrown away, put back afterwards: the environment (``env`` replaces it for the call,
+    as ``subprocess.run(env=...)`` would), the working directory, torch's thread count,
+    warning filters, Hydra's global state, and the logging tree (Hydra's job logging
+    points handlers at the run's log file and at the redirected streams)."""
+    import logging
+    import warnings
+
+    import torch
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    loggers = {name: lg for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    saved = {name: (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for name, lg in loggers.items()}
+    root = logging.getLogger()
+    saved_root = (root.handlers[:], root.level)
+    environ, here, threads, hydra_cfg = dict(os.environ), os.getcwd(), torch.get_num_threads(), HydraConfig.instance().cfg
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(here)
+        torch.set_num_threads(threads)
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = hydra_cfg
+        for name, lg in list(logging.Logger.manager.loggerDict.items()):
+            if not isinstance(lg, logging.Logger):
+                continue
+            handlers, level, propagate, disabled = saved.get(name, ([], logging.NOTSET, True, False))
+            for h in lg.handlers:
+                if h not in handlers:
+                    h.close()
+            lg.handlers[:] = handlers
+            lg.level, lg.propagate, lg.disabled = level, propagate, disabled
+        for h in root.handlers:
+            if h not in saved_root[0]:
+                h.close()
+        root.handlers[:] = saved_root[0]
+        root.setLevel(saved_root[1])
+
+
+def script(name: str, *args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """Run one of madbench's console scripts in this process, as its console-script wrapper
     would (``sys.argv``, exit status from ``SystemExit`` or the return value), with its
-    stdout and stderr captured: what ``subprocess.run(..., capture_output=True, text=True)``
-    gives, without the 2–4 s of imports a fresh interpreter pays. The entry point is read
-    from the installed metadata, so a renamed or unlisted script fails here too. Each
-    script keeps one real subprocess test (its ``--help``)."""
+    stdout and stderr captured: what ``subprocess.run(..., capture_output=True, text=True,
+    cwd=cwd, env=env)`` gives, without the 2–4 s of imports a fresh interpreter pays (a
+    tiny job itself takes about 0.1 s). That includes the Hydra app ``madbench``: its
+    single runs and its sweeps with the basic launcher run here; the joblib and submitit
+    launchers still start their jobs in processes of their own. What the script changes in
+    the process (environment, cwd, logging, Hydra's globals, torch threads) is put back
+    (:func:`_process_state`). The entry point is read from the installed metadata, so a
+    renamed or unlisted script fails here too. Each script keeps real subprocess tests (its
+    ``--help``; the Hydra app also a job: tests/test_cli_ux.py)."""
     (ep,) = entry_points(group="console_scripts", name=name)
     fn = ep.load()
     out, err = io.StringIO(), io.StringIO()
-    argv, here = sys.argv, os.getcwd()
+    argv = sys.argv
     sys.argv = [name, *map(str, args)]
     try:
-        if cwd is not None:
-            os.chdir(cwd)
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                rc = fn()
-                code = 0 if rc is None else rc
-            except SystemExit as e:
-                if e.code is None or isinstance(e.code, int):
-                    code = e.code or 0
-                else:   # sys.exit("message"): the message goes to stderr, status 1
-                    print(e.code, file=sys.stderr)
-                    code = 1
+        with _process_state(env):
+            if cwd is not None:
+                os.chdir(cwd)
+            with redirect_stdout(out), redirect_stderr(err):
+                try:
+                    rc = fn()
+                    code = 0 if rc is None else rc
+                except SystemExit as e:
+                    if e.code is None or isinstance(e.code, int):
+                        code = e.code or 0
+                    else:   # sys.exit("message"): the message goes to stderr, status 1
+                        print(e.code, file=sys.stderr)
+                        code = 1
     finally:
         sys.argv = argv
-        os.chdir(here)
     return subprocess.CompletedProcess([name, *map(str, args)], code, out.getvalue(), err.getvalue())
 
 

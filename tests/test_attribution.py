@@ -216,7 +216,7 @@ def smd_run(tmp_path_factory):
     write_smd(root / "SMD")
     d = tmp_path_factory.mktemp("run")
     cfg = compose_cfg(["dataset=smd", f"paths.data_dir={root}", "dataset.window=10", "trainer.epochs=1",
-                       "scoring=m2ad", "protocol=[strict,m2ad]"])
+                       "scoring=m2ad", "protocol=[strict,m2ad]", "logger.csv.plots=true"])
     df = run.main(cfg, d)
     return cfg, d, df
 

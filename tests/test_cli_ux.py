@@ -37,7 +37,8 @@ def test_a_single_job_config_gets_no_sweep_warning():
 @pytest.mark.slow
 def test_a_sweep_without_m_says_so_before_anything_runs(tmp_path):
     """`madbench experiment=m2ad_table2` used to run one of its 110 jobs without a word; the
-    warning comes first (here before a refusal, so that nothing trains)."""
+    warning comes first (here before a refusal, so that nothing trains). Run through the
+    wrapper pip installed, then in-process as the other tests of the app are."""
     env = os.environ | {"WANDB_MODE": "offline"}
     p = subprocess.run([str(BIN / "madbench"), "experiment=madcluster_t2", "debug=tiny", "+bakbone=lstm",
                         f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=ROOT, env=env)
@@ -47,6 +48,13 @@ def test_a_sweep_without_m_says_so_before_anything_runs(tmp_path):
         "madbench: warning: experiment=madcluster_t2 is a sweep over head; without -m only one of its jobs runs "
         "(one value of each). For the whole sweep: madbench -m experiment=madcluster_t2 ..."]
     assert lines[-1].startswith("madbench: error: bakbone: unknown key")
+    # the Hydra app's one real subprocess job test: the other app tests run it in-process
+    # (tests.conftest.script), which answers alike
+    from tests.conftest import script
+
+    q = script("madbench", *p.args[1:], cwd=ROOT)
+    assert (q.returncode, q.stderr) == (1, p.stderr)
+    assert not (tmp_path / "run").exists()
 
 
 #: what the validation loss is measured on: the data and its split, the windows (which steps

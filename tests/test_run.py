@@ -1,9 +1,5 @@
 """End-to-end: a tiny job through every stage, the run dir contract, determinism, W&B."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,13 +12,11 @@ from madbench.rundir import RESULT_COLUMNS
 from tests.conftest import ROOT, compose_cfg, stored, script
 from tests.tracking.wandb_records import raw_records
 
-BIN = Path(sys.executable).parent
-
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("run")
-    cfg = compose_cfg(["protocol=[strict,madcluster,m2ad,tslib]", "scoring.calibration=pot"])
+    cfg = compose_cfg(["protocol=[strict,madcluster,m2ad,tslib]", "scoring.calibration=pot", "logger.csv.plots=true"])
     df = run.main(cfg, d)
     return cfg, d, df
 
@@ -118,24 +112,20 @@ def test_missing_dataset_is_one_line_failed_row(tmp_path):
 
 @pytest.mark.slow
 def test_nan_loss_is_a_failed_row_not_a_traceback(tmp_path):
-    env = os.environ | {"WANDB_MODE": "offline"}
-    p = subprocess.run([str(BIN / "madbench"), *TINY_CLI, "trainer.inject_nan_loss=true",
-                        f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT, env=env)
+    p = script("madbench", *TINY_CLI, "trainer.inject_nan_loss=true", f"hydra.run.dir={tmp_path}", cwd=ROOT)
     assert p.returncode != 0
     assert "non-finite training loss" in p.stderr and "Traceback" not in p.stderr
     res = pd.read_csv(tmp_path / "results.csv")
     assert (res.status == "failed").all()
 
 
-TINY_CLI = ["debug=tiny", "dataset.n_systems=1", "trainer.epochs=1"]
+TINY_CLI = ["debug=tiny", "dataset.n_systems=1", "trainer.epochs=1", "logger.csv.plots=false"]
 
 
 @pytest.mark.slow
 def test_multirun_and_collect(tmp_path):
-    env = os.environ | {"WANDB_MODE": "offline"}
-    p = subprocess.run([str(BIN / "madbench"), "-m", "backbone=lstm,lstm_ae", "seed=0,1", *TINY_CLI,
-                        "objective=forecast",
-                        f"paths.output_dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT, env=env)
+    p = script("madbench", "-m", "backbone=lstm,lstm_ae", "seed=0,1", *TINY_CLI, "objective=forecast",
+               f"paths.output_dir={tmp_path}", cwd=ROOT)
     # lstm_ae + forecast is refused at compose time: recorded as failed rows, the sweep goes on
     assert p.returncode == 0, p.stderr[-2000:]
     runs = sorted((tmp_path / "multirun").glob("*/*/results.csv"))
@@ -153,7 +143,7 @@ def test_multirun_and_collect(tmp_path):
 @pytest.mark.slow
 def test_wandb_offline_files(tmp_path):
     wandb = pytest.importorskip("wandb")
-    cfg = compose_cfg(["dataset.n_systems=1", "trainer.epochs=1", "logger=[csv,wandb]"])
+    cfg = compose_cfg(["dataset.n_systems=1", "trainer.epochs=1", "logger=[csv,wandb]", "logger.csv.plots=true"])
     df = run.main(cfg, tmp_path)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
@@ -211,9 +201,8 @@ def test_a_refused_config_is_one_line_before_training_and_leaves_nothing_to_coll
     from madbench.errors import DataError
     from madbench.tracking.collect import collect
 
-    env = os.environ | {"WANDB_MODE": "offline"}
-    p = subprocess.run([str(BIN / "madbench"), *TINY_CLI, "scoring=m2ad", "scoring.calibration=gama",
-                        f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=ROOT, env=env)
+    p = script("madbench", *TINY_CLI, "scoring=m2ad", "scoring.calibration=gama", f"hydra.run.dir={tmp_path / 'run'}",
+               cwd=ROOT)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines()[-1] == ("madbench: error: scoring.calibration='gama'; expected one of gamma, "
                                                  "chi2, std4")
@@ -244,9 +233,7 @@ def test_a_skipped_job_points_at_the_results_it_reuses(tmp_path):
     tiny = [*TINY_CLI, "logger.csv.plots=false", "skip_done=true", f"paths.output_dir={tmp_path}"]
     first = tmp_path / "runs" / "first"
     run.main(compose_cfg(tiny, tiny=False), first)
-    env = os.environ | {"WANDB_MODE": "offline"}
-    p = subprocess.run([str(BIN / "madbench"), *tiny, f"hydra.run.dir={tmp_path / 'runs' / 'second'}"],
-                       capture_output=True, text=True, cwd=ROOT, env=env)
+    p = script("madbench", *tiny, f"hydra.run.dir={tmp_path / 'runs' / 'second'}", cwd=ROOT)
     assert p.returncode == 0, p.stderr[-2000:]
     line = next(ln for ln in p.stdout.splitlines() if "results:" in ln)
     assert f"results: {first.resolve()}/results.csv (skip_done: this config was already run there)" in line
@@ -325,9 +312,7 @@ def test_a_protocol_that_refuses_the_scores_fails_its_own_rows_only(tmp_path):
 def test_a_refused_single_run_leaves_no_run_dir(tmp_path):
     """`+bakbone=lstm` (Hydra's own hint for the typo `bakbone=lstm`) used to train the default
     backbone; every refusal left a run dir holding only Hydra's files and an empty cli.log."""
-    env = os.environ | {"WANDB_MODE": "offline"}
-    p = subprocess.run([str(BIN / "madbench"), *TINY_CLI, "+bakbone=lstm", f"hydra.run.dir={tmp_path / 'run'}"],
-                       capture_output=True, text=True, cwd=ROOT, env=env)
+    p = script("madbench", *TINY_CLI, "+bakbone=lstm", f"hydra.run.dir={tmp_path / 'run'}", cwd=ROOT)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines()[-1].startswith(
         "madbench: error: bakbone: unknown key, nothing reads it; did you mean backbone=lstm?")

@@ -48,7 +48,7 @@ def _green_spans(ax):
 
 
 def test_every_requested_protocol_is_drawn_with_its_own_decision(tmp_path, monkeypatch):
-    cfg = compose_cfg(["protocol=[strict,tslib,madcluster,m2ad]", "scoring.calibration=pot"])
+    cfg = compose_cfg(["protocol=[strict,tslib,madcluster,m2ad]", "scoring.calibration=pot", "logger.csv.plots=true"])
     res = RunResults(cfg, tmp_path)
     e = _entity()
     res.entity_scores = [e]
