@@ -191,8 +191,13 @@ def test_submitit_sweep_resumes_after_kill(tmp_path):
 def test_parallel_joblib_jobs_lose_no_rows(tmp_path):
     out = tmp_path / "out"
     tiny = [a for a in TINY if not a.startswith("dataset.n_systems")] + ["dataset.n_systems=2"]
-    p = madbench(out, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3,4,5,6,7",
-                 "protocol=[strict,tslib]", tiny=tiny)
+    try:
+        p = madbench(out, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3,4,5,6,7",
+                     "protocol=[strict,tslib]", tiny=tiny)
+    finally:   # the sweep ran in this process: its loky workers would idle here until the suite ends
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True)
     assert p.returncode == 0, p.stderr[-3000:]
     assert tally_line(p.stdout).startswith("sweep finished: 8 done, 0 skipped, 0 failed")
     (sweep,) = sweeps(out)
