@@ -39,10 +39,10 @@ _COMPOSED: dict = {}
 
 def compose_cfg(overrides=(), tiny=True):
     """Hydra's composition of configs/ with these overrides (and the tiny job's, which draws
-    no plots unless asked: ``PLOTS``), a fresh copy on every call: the same overrides are composed once per test process (a compose
-    costs about 0.15 s of Hydra's defaults tree and YAML loading, a copy 5 ms; the suite
-    composes about a thousand times, many of them alike), and each caller gets its own
-    copy to modify."""
+    no plots unless asked: ``PLOTS``), a fresh copy on every call: the same overrides are
+    composed once per test process (a compose costs about 0.1 s of Hydra's defaults tree and
+    YAML loading, a copy 5 ms; the suite composes about a thousand times, many of them
+    alike), and each caller gets its own copy to modify."""
     key = (bool(tiny), tuple(overrides))
     if key not in _COMPOSED:
         with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
@@ -67,8 +67,8 @@ def _process_state(env=None):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    loggers = {name: lg for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
-    saved = {name: (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for name, lg in loggers.items()}
+    saved = {name: (lg.handlers[:], lg.level, lg.propagate, lg.disabled)
+             for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
     root = logging.getLogger()
     saved_root = (root.handlers[:], root.level)
     environ, here, threads, hydra_cfg = dict(os.environ), os.getcwd(), torch.get_num_threads(), HydraConfig.instance().cfg

@@ -122,6 +122,32 @@ def test_nan_loss_is_a_failed_row_not_a_traceback(tmp_path):
 TINY_CLI = ["debug=tiny", "dataset.n_systems=1", "trainer.epochs=1", "logger.csv.plots=false"]
 
 
+def test_the_in_process_app_leaves_the_test_process_as_it_found_it(tmp_path):
+    """tests.conftest.script runs `madbench` in the test's process (the tests of the app
+    below do): its output is captured, and what the job changes (Hydra's logging handlers,
+    the environment, the working directory, torch's threads, Hydra's globals) is put back."""
+    import logging
+    import os
+
+    import torch
+    from hydra.core.global_hydra import GlobalHydra
+
+    root, app = logging.getLogger(), logging.getLogger("madbench")
+    threads = 1 if torch.get_num_threads() != 1 else 2
+
+    def state():
+        return (root.handlers[:], root.level, app.handlers[:], app.level, dict(os.environ), os.getcwd(),
+                torch.get_num_threads())
+
+    before = state()
+    p = script("madbench", *TINY_CLI, f"trainer.num_threads={threads}", f"hydra.run.dir={tmp_path / 'run'}",
+               cwd=tmp_path, env=os.environ | {"MADBENCH_TEST_VAR": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "madbench · synthetic · lstm/forecast" in p.stdout and f"trainer: {threads} CPU thread" in p.stdout
+    assert (tmp_path / "run" / "results.csv").exists() and (tmp_path / "run" / "cli.log").read_text()
+    assert state() == before and not GlobalHydra.instance().is_initialized()
+
+
 @pytest.mark.slow
 def test_multirun_and_collect(tmp_path):
     p = script("madbench", "-m", "backbone=lstm,lstm_ae", "seed=0,1", *TINY_CLI, "objective=forecast",
