@@ -116,10 +116,22 @@ def write_results(run_dir: Path, rows: list[dict]) -> pd.DataFrame:
     return df
 
 
+#: identifiers read back as text whatever they look like: pandas reads a ``run_id`` whose 12
+#: hex digits happen to be decimal ones (0.35% of them) as an integer, a ``config_hash`` such
+#: as ``1234e5678901`` as a float, and a system named ``7`` as a number; then a skipped job's
+#: rows (read from the earlier run) no longer equal the run's own
+TEXT_COLUMNS = ("run_id", "config_hash", "entity")
+
+
+def read_results_csv(path) -> pd.DataFrame:
+    """A ``results.csv`` or a collected CSV (the same columns), identifiers as text."""
+    return pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS})
+
+
 def read_results(run_dir: Path) -> pd.DataFrame:
     """The run's ``results.csv``, or an empty frame when it has none."""
     path = Path(run_dir) / "results.csv"
-    return pd.read_csv(path) if path.exists() else pd.DataFrame()
+    return read_results_csv(path) if path.exists() else pd.DataFrame()
 
 
 def write_train_log(run_dir: Path, records: list[dict]) -> None:

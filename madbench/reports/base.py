@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from madbench.errors import ConfigError, DataError
-from madbench.rundir import atomic_write
+from madbench.rundir import atomic_write, read_results_csv
 from madbench.tracking.collect import CONFIG_PREFIX, collect_frame, config_columns
 
 PAPER_DIR = Path(__file__).resolve().parents[1] / "paper"
@@ -35,7 +35,7 @@ def load_results(path: Path | str) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"{path} does not exist; expected a collected CSV or a directory of run dirs")
     try:
-        return pd.read_csv(path)
+        return read_results_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as e:
         raise DataError(f"{path}: not a readable CSV ({e})") from None
 

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from madbench import keys
 from madbench.errors import DataError
-from madbench.rundir import atomic_write, read_config, results_frame
+from madbench.rundir import atomic_write, read_config, read_results_csv, results_frame
 
 KEY = ["config_hash", "entity", "aggregate", "protocol"]
 #: the prefix of a config column
@@ -53,7 +53,7 @@ def _read(files: list[Path]) -> list[pd.DataFrame]:
             continue
         seen.add(key)
         try:
-            d = pd.read_csv(f)
+            d = read_results_csv(f)
         except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError):
             continue
         d["run_dir"] = str(f.parent)
