@@ -25,6 +25,9 @@ TINY = ["debug=tiny"]
 #: tests/tracking/test_plots.py): matplotlib was a ninth of the suite's CPU time, for figures
 #: nothing read. Set after composing: an override would fail where logger=... drops csv.
 PLOTS = "logger.csv.plots="
+#: the tiny job on a command line (``script("madbench", *TINY_CLI, ...)``): one system, one
+#: epoch, no plots
+TINY_CLI = ["debug=tiny", "dataset.n_systems=1", "trainer.epochs=1", "logger.csv.plots=false"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -9,7 +9,7 @@ from madbench import run
 from madbench.errors import ConfigError, DataError
 from madbench.metrics import METRIC_COLUMNS
 from madbench.rundir import RESULT_COLUMNS
-from tests.conftest import ROOT, compose_cfg, stored, script
+from tests.conftest import ROOT, TINY_CLI, compose_cfg, stored, script
 from tests.tracking.wandb_records import raw_records
 
 
@@ -117,9 +117,6 @@ def test_nan_loss_is_a_failed_row_not_a_traceback(tmp_path):
     assert "non-finite training loss" in p.stderr and "Traceback" not in p.stderr
     res = pd.read_csv(tmp_path / "results.csv")
     assert (res.status == "failed").all()
-
-
-TINY_CLI = ["debug=tiny", "dataset.n_systems=1", "trainer.epochs=1", "logger.csv.plots=false"]
 
 
 def test_the_in_process_app_leaves_the_test_process_as_it_found_it(tmp_path):
@@ -256,7 +253,7 @@ def test_a_series_shorter_than_the_window_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_a_skipped_job_points_at_the_results_it_reuses(tmp_path):
     """skip_done used to print `results: <own dir>/results.csv`, a file that does not exist."""
-    tiny = [*TINY_CLI, "logger.csv.plots=false", "skip_done=true", f"paths.output_dir={tmp_path}"]
+    tiny = [*TINY_CLI, "skip_done=true", f"paths.output_dir={tmp_path}"]
     first = tmp_path / "runs" / "first"
     run.main(compose_cfg(tiny, tiny=False), first)
     p = script("madbench", *tiny, f"hydra.run.dir={tmp_path / 'runs' / 'second'}", cwd=ROOT)

@@ -124,15 +124,14 @@ def test_identifiers_read_back_as_the_text_they_were(tmp_path):
     """A run_id of decimal digits (0.35% of the 12-hex-digit ids), a config_hash that reads as
     a float, a system named 7: pandas parsed them as numbers, so a skipped job's rows (read
     back from the earlier run) no longer equalled that run's own."""
+    from madbench.reports.base import load_results
+    from madbench.tracking.collect import collect
+
     ids = {"run_id": "753653894810", "config_hash": "1234e5678901", "entity": "7"}
     written = rundir.write_results(tmp_path, [{**ids, "f1": 0.5}])
     back = rundir.read_results(tmp_path)
     assert {k: back[k].tolist() for k in ids} == {k: [v] for k, v in ids.items()}
     assert back.run_id.tolist() == written.run_id.tolist()
-    from madbench.tracking.collect import collect
-
     collected, _ = collect(tmp_path, tmp_path / "collected.csv")
-    from madbench.reports.base import load_results
-
     for df in (collected, load_results(tmp_path / "collected.csv")):
         assert {k: df[k].tolist() for k in ids} == {k: [v] for k, v in ids.items()}

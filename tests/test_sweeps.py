@@ -16,17 +16,15 @@ from hydra import compose, initialize_config_dir
 from madbench import run
 from madbench.results import RunResults
 from madbench.tracking.collect import KEY, collect
-from tests.conftest import CONFIGS, ROOT, compose_cfg, script
+from tests.conftest import CONFIGS, ROOT, TINY_CLI, compose_cfg, script
 
 BIN = Path(sys.executable).parent
 # one thread per job process: sweeps here run several jobs at once on few cores
 ENV = os.environ | {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1",
                     "MKL_NUM_THREADS": "1"}
-# tests/test_run.py TINY_CLI, without plots
-TINY = ["debug=tiny", "dataset.n_systems=1", "trainer.epochs=1", "logger.csv.plots=false"]
 
 
-def madbench(out: Path, *args: str, tiny=TINY) -> subprocess.CompletedProcess:
+def madbench(out: Path, *args: str, tiny=TINY_CLI) -> subprocess.CompletedProcess:
     """``madbench <args>`` run in this process (tests.conftest.script): a sweep's driver and,
     with the basic launcher, its jobs; the joblib and submitit launchers start their jobs in
     processes of their own, which get ENV."""
@@ -205,7 +203,7 @@ def test_submitit_sweep_resumes_after_kill(tmp_path):
 @pytest.mark.slow
 def test_parallel_joblib_jobs_lose_no_rows(tmp_path):
     out = tmp_path / "out"
-    tiny = [a for a in TINY if not a.startswith("dataset.n_systems")] + ["dataset.n_systems=2"]
+    tiny = [a for a in TINY_CLI if not a.startswith("dataset.n_systems")] + ["dataset.n_systems=2"]
     try:
         p = madbench(out, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3,4,5,6,7",
                      "protocol=[strict,tslib]", tiny=tiny)
