@@ -156,24 +156,70 @@ class T3(Report):
                                      zip(s["f1_mean"], s["dataset"], s["backbone"])]
         pref = {str(ds).upper(): paper["f1"].get(("DeepSVDD", str(ds).upper()), np.nan) for ds in s["dataset"]}
         s["paper_delta_f1_vs_deepsvdd"] = [p - pref[str(ds).upper()] for p, ds in zip(s["paper_f1"], s["dataset"])]
-        s = with_floors(s, df, by, lambda ent, r: ent[(ent.dataset == r.dataset) & (ent.backbone == r.backbone)
-                                                      & (df.loc[ent.index, "arm"] == r.arm)
-                                                      & (df.loc[ent.index, "score"] == r["score"])])
+        def select(ent, r):
+            return ent[(ent.dataset == r.dataset) & (ent.backbone == r.backbone) & (df.loc[ent.index, "arm"] == r.arm)
+                       & (df.loc[ent.index, "score"] == r["score"])]
+
+        s = with_floors(s, df, by, select)
+        s = _versus_deepsvdd(s, df, (method == "DeepSVDD").to_numpy() & is_own, select)
         order = {a: i for i, a in enumerate(list(T3_ARMS) + ["head=none"] + [f"head={h}" for h in T3_HEADS])}
         s["_o"] = [order.get(a, len(order) + (1 if str(a).startswith("floor") else 0)) for a in s["arm"]]
         s = s.sort_values(["dataset", "_o", "backbone", "arm", "score"], kind="stable").drop(columns="_o")
         return s.reset_index(drop=True)
 
     def render(self, t, args=None):
-        return _mc_render(t, {"dataset": [str(d).upper() for d in t.dataset], "backbone": t.backbone, "arm": t.arm,
-                              "score": t["score"], "seeds": t.seeds, "entities": t.entities},
-                          "Deep SVDD", t.delta_f1_vs_deepsvdd, t.paper_delta_f1_vs_deepsvdd)
+        out = _mc_render(t, {"dataset": [str(d).upper() for d in t.dataset], "backbone": t.backbone, "arm": t.arm,
+                             "score": t["score"], "seeds": t.seeds, "entities": t.entities},
+                         "Deep SVDD", t.delta_f1_vs_deepsvdd, t.paper_delta_f1_vs_deepsvdd)
+        out["ΔF1 vs Deep SVDD ours"] = [_versus_text(r) for _, r in t.iterrows()]
+        return out
 
     def notes(self, t, args=None):
         return ["score: the final score part (head.score): backbone = the objective's score (Deep SVDD: distance "
                 "to the fixed centre), head = the head's factor (f, the mean cluster loss, where it clusters), "
                 "product = backbone × head, d = distance to the head's learnt centre, f, df = d × f; the paper's "
-                "figure stands beside each arm's own score.", F.FLOOR_RULE]
+                "figure stands beside each arm's own score.",
+                "ΔF1 vs Deep SVDD ours: the row's per-entity F1 (seeds averaged) minus the Deep SVDD arm's (its own "
+                "score) on the entities both have, mean [95% bootstrap CI], Wilcoxon p and the verdict: "
+                "gain (loss) when the CI excludes 0 and p < 0.05, else 'no difference shown'.", F.FLOOR_RULE]
+
+
+def _versus_deepsvdd(s: pd.DataFrame, df: pd.DataFrame, is_ref: np.ndarray, select) -> pd.DataFrame:
+    """``s`` with each trained row's paired comparison against the Deep SVDD arm (its own
+    score) of the same dataset and backbone, entity by entity under the madcluster protocol
+    (F1, seeds averaged per entity): ``vs_deepsvdd`` (mean per-entity B − A), its CI,
+    Wilcoxon p, entity count and verdict (``madbench.reports.pairs.verdict``). The
+    reference row itself says so; floors and rows without a reference get NaN and "—"."""
+    from madbench.paired import paired_gain
+    from madbench.reports.pairs import verdict
+
+    ent = df[(df["status"] == "ok") & (df["protocol"] == "madcluster") & (df["entity"] != "ALL")]
+    refs = {(r.dataset, r.backbone): F.entity_values(select(ent, r), "f1") for _, r in s[is_ref].iterrows()}
+    cols = {c: [] for c in ("vs_deepsvdd", "vs_deepsvdd_ci_low", "vs_deepsvdd_ci_high", "vs_deepsvdd_p",
+                            "vs_deepsvdd_entities", "vs_deepsvdd_verdict")}
+    for ref_row, (_, r) in zip(is_ref, s.iterrows()):
+        rows = select(ent, r)
+        ref = refs.get((r.dataset, r.backbone))
+        if ref_row or ref is None or not len(rows) or F.is_baseline(rows).all():
+            gain, text = None, "(the reference)" if ref_row else "—"
+        else:
+            vals = F.entity_values(rows, "f1")
+            common = sorted(set(vals.index) & set(ref.index))
+            gain = paired_gain(ref.loc[common].to_numpy(), vals.loc[common].to_numpy())
+            text = verdict(gain)
+        for c, v in zip(cols, (gain.mean_gain, gain.ci_low, gain.ci_high, gain.wilcoxon_p, gain.n) if gain
+                        else (np.nan,) * 5):
+            cols[c].append(v)
+        cols["vs_deepsvdd_verdict"].append(text)
+    return s.assign(**cols)
+
+
+def _versus_text(r) -> str:
+    """The rendered ``ΔF1 vs Deep SVDD ours`` cell: 'Δ [lo, hi], p: verdict'."""
+    if r["vs_deepsvdd"] != r["vs_deepsvdd"]:
+        return r["vs_deepsvdd_verdict"]
+    return (f"{r['vs_deepsvdd']:+.3f} [{r['vs_deepsvdd_ci_low']:+.3f}, {r['vs_deepsvdd_ci_high']:+.3f}], "
+            f"p {r['vs_deepsvdd_p']:.2g}: {r['vs_deepsvdd_verdict']}")
 
 
 def _score_parts(df: pd.DataFrame) -> list:
