@@ -145,7 +145,7 @@ def read_train_log(run_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     try:
-        return pd.read_csv(path).to_dict("records")
+        return pd.read_csv(path, dtype={"entity": str}).to_dict("records")   # "007" stays "007" (TEXT_COLUMNS)
     except pd.errors.EmptyDataError:
         return []
 

@@ -120,6 +120,19 @@ def test_counts_are_written_as_integers(tmp_path):
     assert ",3000," in text and ",3000.0," not in text and ",1.0," not in text and ",0.5," in text
 
 
+def test_train_log_entities_read_back_as_the_text_they_were(tmp_path):
+    """A re-scored run copies its source's train_log.csv through read_train_log: an entity
+    named 007 or 1e5 came back as the numbers 7 and 100000.0 (where every entity looks like a
+    number: machine ids, numbered systems)."""
+    records = [{"entity": e, "epoch": 0, "train_loss": 1.0, "val_loss": 2.0, "seconds": 0.1}
+               for e in ("007", "1e5")]
+    rundir.write_train_log(tmp_path, records)
+    back = rundir.read_train_log(tmp_path)
+    assert [r["entity"] for r in back] == ["007", "1e5"]
+    rundir.write_train_log(tmp_path / "again", back)
+    assert (tmp_path / "again" / "train_log.csv").read_text() == (tmp_path / "train_log.csv").read_text()
+
+
 def test_identifiers_read_back_as_the_text_they_were(tmp_path):
     """A run_id of decimal digits (0.35% of the 12-hex-digit ids), a config_hash that reads as
     a float, a system named 7: pandas parsed them as numbers, so a skipped job's rows (read
