@@ -67,8 +67,14 @@ def test_times_block_folds_convolves_and_weighs_each_period():
     torch.manual_seed(0)
     blk = TimesBlock(3, 5, top_k=3, num_kernels=2)
     x = torch.randn(6, 21, 3)                                    # L = 21: periods that do not divide L
+    merges = []
+    for inception in (blk.conv[0], blk.conv[2]):                 # each kernel merged once per forward
+        merged = inception.merged
+        inception.merged = lambda merged=merged: merges.append(1) or merged()
     out = blk(x)
+    assert len(merges) == 2
     period, weight = blk.periods(x)
+    expected = []
     for b in range(len(x)):
         parts = []
         for p in period[b].tolist():
@@ -77,7 +83,15 @@ def test_times_block_folds_convolves_and_weighs_each_period():
             g = blk.conv[2](F.gelu(blk.conv[0](g)))
             parts.append(g.reshape(3, n * p).T[:21])
         w = torch.softmax(weight[b], 0)
-        torch.testing.assert_close(out[b], sum(wi * pi for wi, pi in zip(w, parts)) + x[b], rtol=1e-4, atol=1e-5)
+        expected.append(sum(wi * pi for wi, pi in zip(w, parts)) + x[b])
+    expected = torch.stack(expected)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    # the same gradients for every kernel as the window-by-window path (one merge per use there)
+    params = list(blk.parameters())
+    got = torch.autograd.grad((out ** 2).sum(), params)
+    want = torch.autograd.grad((expected ** 2).sum(), params)
+    for g, w_ in zip(got, want):
+        torch.testing.assert_close(g, w_, rtol=1e-4, atol=1e-5)
 
 
 def small(**kw):
