@@ -76,6 +76,36 @@ def test_windows_per_batch_are_the_budget_over_the_measured_bytes_of_one_window(
                                                                     np.arange(3), np.arange(3)) == 1
 
 
+class Transient(nn.Module):
+    """16 MiB that live only while the forward starts (2M ones and their product: a kernel
+    merged per call, as TimesNet's), then 512 KiB per window (a [256, 256] float32
+    intermediate and its product, as ``Wide``): in batches of up to 32 windows the peak is
+    the transient's."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        scale = (x.new_ones(2 * MIB) * self.w).mean()          # 16 MiB, freed before the windows' bytes
+        h = x.new_ones(x.shape[0], 256, 256) * scale
+        return BackboneOutput(embedding=x, reconstruction=x * h.mean((1, 2))[:, None, None])
+
+
+def test_a_fixed_transient_does_not_hide_the_windows_bytes():
+    """The peak of 1 against 4 windows is the transient's both times (0 bytes per window
+    measured: eval batches of everything); the probe grows the batch until the windows'
+    bytes dominate the peak."""
+    w = windows(T=400)
+    make = lambda k: Trainer(device="cpu").batch(w, np.arange(k), torch.arange(3), torch.arange(3))  # noqa: E731
+    det = Detector(Transient(), ReconstructObjective())
+    assert memory.peak_bytes(lambda: det.backbone(make(16)["x"])) < 16 * MIB + 4096   # the transient's
+    per = memory.bytes_per_window(det, make, len(w))
+    assert 512 * 1024 <= per <= 512 * 1024 + 4096
+    # where fewer windows exist than the transient hides, the probe stops at them (and says less)
+    assert memory.bytes_per_window(det, make, 4) < 512 * 1024
+
+
 class Linear3(nn.Module):
     def __init__(self):
         super().__init__()
