@@ -21,7 +21,8 @@ import torch
 
 from madbench.data.windows import Windows
 from madbench.errors import ConfigError, TrainingError
-from madbench.memory import ALLOCATORS, bytes_per_window, format_bytes, parse_bytes, set_allocator
+from madbench.memory import (ALLOCATORS, bound_onednn_cache, bytes_per_window, check_onednn_cache, format_bytes,
+                             parse_bytes, set_allocator)
 from madbench.progress import Progress, check_every, heartbeat
 from madbench.scoring.base import SeriesScores
 
@@ -139,7 +140,7 @@ class Trainer:
                  seed: int = 0, min_delta: float = 0.0, lr_decay: float | None = None,
                  compile: bool | str = False, num_threads: int | str = "auto",
                  eval_batch_bytes: int | str = "128MiB", allocator: str = "reuse", log_every_s: float | None = 30.0,
-                 deterministic: bool | str = "auto"):
+                 deterministic: bool | str = "auto", onednn_cache: int | None = None):
         self.epochs = int(epochs)
         self.batch_size = int(batch_size)
         self.patience = patience
@@ -161,6 +162,7 @@ class Trainer:
         if allocator not in ALLOCATORS:
             raise ConfigError(f"trainer.allocator={allocator!r}; expected one of {list(ALLOCATORS)}")
         self.allocator = allocator
+        self.onednn_cache = check_onednn_cache(onednn_cache)
         self._allocator_note: str | None = None
         self._eval_windows: dict[tuple, int] = {}
         self.grad_clip = grad_clip
@@ -187,7 +189,7 @@ class Trainer:
             self._threads = n
             log.info("trainer: %d CPU thread(s) (%s)", n, why)
         if self._allocator_note is None:   # once per job, before the first big allocations
-            self._allocator_note = set_allocator(self.allocator)
+            self._allocator_note = f"{set_allocator(self.allocator)}; {bound_onednn_cache(self.onednn_cache)}"
         return self._threads
 
     def eval_windows(self, detector, windows: Windows, input_cols, sensor_cols, score: bool = True) -> int:

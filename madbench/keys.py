@@ -31,7 +31,8 @@ LABEL = ("name", "experiment_name", "pipeline_name", "arm", "tags")
 RUNTIME = ("paths", "logger", "hydra", "skip_done", "optimize_metric", "rescore", "rescored_from",
            "score_train",
            "trainer.progress", "trainer.eval_batch_size", "trainer.eval_batch_bytes", "trainer.allocator",
-           "trainer.device", "trainer.num_threads", "trainer.log_every_s", "trainer.deterministic")
+           "trainer.device", "trainer.num_threads", "trainer.log_every_s", "trainer.deterministic",
+           "trainer.onednn_cache", "backbone.recipe.onednn_cache")
 POST_SCORE = ("scoring", "protocol", "attribution", "dataset.anomaly_ratio", "head.score")
 #: keys every collected table carries as ``config.<key>`` columns whether or not they differ
 #: between its runs (madbench.tracking.collect): the ones the reports read by name, and the

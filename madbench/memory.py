@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import re
 import weakref
 from contextlib import nullcontext
@@ -41,6 +42,9 @@ UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, 
 MIN_BYTES = 1024 ** 2
 
 _allocator_set: str | None = None
+#: the variable oneDNN (torch's CPU convolutions) reads for its primitive cache's capacity
+ONEDNN_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+_onednn_set: str | None = None
 
 
 def parse_bytes(value, key: str) -> int:
@@ -88,6 +92,34 @@ def set_allocator(choice: str) -> str:
         return "system (mallopt refused)"
     _allocator_set = "reuse"
     return f"reuse (glibc: no mmap per block, trim above {format_bytes(TRIM_THRESHOLD)})"
+
+
+def check_onednn_cache(value) -> int | None:
+    """``trainer.onednn_cache``: null or an integer >= 1; anything else is a ConfigError."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ConfigError(f"trainer.onednn_cache={value!r}; expected an integer >= 1 (compiled convolution primitives "
+                      "oneDNN keeps) or null (oneDNN's default, 1024)")
+
+
+def bound_onednn_cache(capacity: int | None) -> str:
+    """Apply ``trainer.onednn_cache`` to this process and say what holds. oneDNN compiles a
+    primitive per convolution shape and keeps up to 1024 of them; a backbone whose
+    convolution shapes change from batch to batch (TimesNet: each period group has its own
+    size in every batch) grows that cache for a job's whole length, so its YAML asks for
+    fewer (``backbone.recipe.onednn_cache``). A fixed-shape model gains nothing from a small
+    cache and loses speed when its working set no longer fits (BeatGAN: 4-8% at 64 and
+    256), so the default is oneDNN's. A value already in the environment wins. oneDNN reads
+    the variable when it builds its first primitive: this holds only where no convolution
+    has run yet in the process (a job's first fit)."""
+    global _onednn_set
+    have = os.environ.get(ONEDNN_ENV)
+    if have is not None and have != _onednn_set:
+        return f"oneDNN primitive cache {have} ({ONEDNN_ENV} from the environment)"
+    if capacity is None:
+        return "oneDNN primitive cache default" if have is None else f"oneDNN primitive cache {have} (set earlier)"
+    os.environ[ONEDNN_ENV] = _onednn_set = str(capacity)
+    return f"oneDNN primitive cache {capacity} (trainer.onednn_cache)"
 
 
 #: the batch sizes the per-window probe grows through (``bytes_per_window``)

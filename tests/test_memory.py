@@ -3,6 +3,7 @@
 per batch from a known per-window footprint, the explicit trainer.eval_batch_size winning,
 the log line, and one-line errors naming the key."""
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -172,3 +173,32 @@ def test_reuse_sets_glibc_malloc_once_and_says_so():
         assert note == "reuse (glibc: no mmap per block, trim above 1 GiB)"
         # malloc's settings cannot be undone in a process: a later `system` says so
         assert memory.set_allocator("system").startswith("reuse (set earlier in this process")
+
+
+def test_onednn_cache_is_set_only_when_asked_and_a_value_in_the_environment_wins(monkeypatch):
+    """``trainer.onednn_cache`` (TimesNet's recipe: 64) caps oneDNN's primitive cache through
+    the variable oneDNN reads; null leaves oneDNN's default; an exported value wins."""
+    monkeypatch.delenv(memory.ONEDNN_ENV, raising=False)
+    monkeypatch.setattr(memory, "_onednn_set", None)
+    assert memory.bound_onednn_cache(None) == "oneDNN primitive cache default"
+    assert memory.ONEDNN_ENV not in os.environ
+    tr = Trainer(device="cpu", progress=False, onednn_cache=64)
+    tr.set_threads()
+    assert os.environ[memory.ONEDNN_ENV] == "64"
+    assert tr._allocator_note.endswith("; oneDNN primitive cache 64 (trainer.onednn_cache)")
+    monkeypatch.setenv(memory.ONEDNN_ENV, "8")
+    assert memory.bound_onednn_cache(64) == f"oneDNN primitive cache 8 ({memory.ONEDNN_ENV} from the environment)"
+    assert os.environ[memory.ONEDNN_ENV] == "8"
+
+
+@pytest.mark.parametrize("bad", [0, -1, "64", 2.5, True])
+def test_a_bad_onednn_cache_is_refused_naming_the_key(bad):
+    with pytest.raises(ConfigError, match=r"^trainer\.onednn_cache=.*; expected an integer >= 1"):
+        Trainer(device="cpu", onednn_cache=bad)
+
+
+def test_timesnet_asks_for_a_small_onednn_cache_and_other_backbones_keep_the_default():
+    from tests.conftest import compose_cfg
+
+    assert compose_cfg(["backbone=timesnet", "dataset=smap"], tiny=False).trainer.onednn_cache == 64
+    assert compose_cfg([], tiny=False).trainer.onednn_cache is None
