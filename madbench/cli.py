@@ -123,15 +123,10 @@ def _objective_value(run_dir: Path, metric: str) -> float | None:
     is not finite, which a sweeper records as a failed trial."""
     import math
 
-    import pandas as pd
-
     from madbench.results import RunResults
+    from madbench.rundir import read_train_log
 
-    src = result_dir(run_dir)
-    try:
-        value = RunResults.mean_best_val_loss(pd.read_csv(src / "train_log.csv"))
-    except (FileNotFoundError, pd.errors.EmptyDataError):
-        return None
+    value = RunResults.mean_best_val_loss(read_train_log(result_dir(run_dir)))   # NaN without one
     return value if math.isfinite(value) else None
 
 

@@ -87,16 +87,16 @@ def with_floors(s: pd.DataFrame, df: pd.DataFrame, by: list[str], select) -> pd.
     return s.assign(**pd.DataFrame(out, index=s.index))
 
 
-def _mc_render(t: pd.DataFrame, lead: dict, versus: str | None = None, delta_ours=None, delta_paper=None
+def _mc_render(t: pd.DataFrame, lead: dict, versus: str | None = None, versus_ours=None, delta_paper=None
                ) -> pd.DataFrame:
     """The MADCluster appendix tables' columns (T1, T3): ours (mean ± std) beside the paper
-    for F1, Aff-P and Aff-R, each row's F1 against the reference arm ``versus``, the floor,
-    strict F1."""
+    for F1, Aff-P and Aff-R, each row's F1 against the reference arm ``versus`` (ours: the
+    caller's rendered cells; the paper's: differences), the floor, strict F1."""
     cols = {**lead,
             "F1 ours": [pm(a, b) for a, b in zip(t.f1_mean, t.f1_std)],
             "F1 paper": [pm(a) for a in t.paper_f1]}
     if versus is not None:
-        cols[f"ΔF1 vs {versus} ours"] = [delta(d) for d in delta_ours]
+        cols[f"ΔF1 vs {versus} ours"] = list(versus_ours)
         cols["ΔF1 paper"] = [delta(d) for d in delta_paper]
     cols.update({
         "Aff-P ours": [pm(a, b) for a, b in zip(t.aff_precision_mean, t.aff_precision_std)],
@@ -168,11 +168,9 @@ class T3(Report):
         return s.reset_index(drop=True)
 
     def render(self, t, args=None):
-        out = _mc_render(t, {"dataset": [str(d).upper() for d in t.dataset], "backbone": t.backbone, "arm": t.arm,
-                             "score": t["score"], "seeds": t.seeds, "entities": t.entities},
-                         "Deep SVDD", t.delta_f1_vs_deepsvdd, t.paper_delta_f1_vs_deepsvdd)
-        out["ΔF1 vs Deep SVDD ours"] = [_versus_text(r) for _, r in t.iterrows()]
-        return out
+        return _mc_render(t, {"dataset": [str(d).upper() for d in t.dataset], "backbone": t.backbone, "arm": t.arm,
+                              "score": t["score"], "seeds": t.seeds, "entities": t.entities},
+                          "Deep SVDD", [_versus_text(r) for _, r in t.iterrows()], t.paper_delta_f1_vs_deepsvdd)
 
     def notes(self, t, args=None):
         return ["score: the final score part (head.score): backbone = the objective's score (Deep SVDD: distance "
@@ -377,7 +375,7 @@ class T1(Report):
 
     def render(self, t, args=None):
         return _mc_render(t, {"dataset": [str(d).upper() for d in t.dataset], "backbone": t.backbone, "k": t.k,
-                              "seeds": t.seeds}, "k=1", t.delta_f1_vs_k1, t.paper_delta_f1_vs_k1)
+                              "seeds": t.seeds}, "k=1", [delta(d) for d in t.delta_f1_vs_k1], t.paper_delta_f1_vs_k1)
 
     def notes(self, t, args=None):
         return [F.FLOOR_RULE]
